@@ -1,0 +1,1 @@
+"""The `unmix` command: parses options, calls unmix.core, prints results."""

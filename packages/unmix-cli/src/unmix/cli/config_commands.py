@@ -1,0 +1,48 @@
+"""`unmix config show` and `unmix config check`."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import click
+from unmix.core.errors import UnmixError
+
+
+@click.group()
+def config() -> None:
+    """Inspect configuration files."""
+
+
+@config.command()
+@click.argument("configuration", type=click.Path(dir_okay=False))
+def show(configuration: str) -> None:
+    """Print CONFIGURATION merged with its bases and validated, as JSON."""
+    from unmix.core.config import load_configuration
+
+    loaded = load_configuration(configuration)
+    click.echo(json.dumps(attrs.asdict(loaded.settings), indent=2))
+
+
+@config.command()
+@click.argument("configurations", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check(configurations: tuple[str, ...]) -> None:
+    """Check that each CONFIGURATION loads, validates and names installed plugins."""
+    from unmix.core.config import check_plugin_names, load_configuration
+    from unmix.core.plugins import plugin_manager
+
+    failed = 0
+    for configuration in configurations:
+        try:
+            loaded = load_configuration(configuration)
+            warnings = check_plugin_names(loaded, plugin_manager())
+        except UnmixError as error:
+            failed += 1
+            click.echo(f"unmix: error: {error}", err=True)
+            continue
+        for warning in warnings:
+            click.echo(f"unmix: warning: {warning}", err=True)
+        chain = " -> ".join(file.name for file in loaded.chain)
+        click.echo(f"ok {configuration} ({chain})")
+    if failed:
+        raise SystemExit(2)

@@ -1,0 +1,241 @@
+"""The configuration keys, their types, defaults and allowed ranges, as attrs classes.
+
+Key names are the seed's (see SEED-NOTES section 2), so the original configuration files load
+unchanged; defaults are the seed's master.jsonc values. Keys new in unmix: `collection.target`,
+`collection.dataset`, `spectrogram_generation.hop_length`, `training.distribution`,
+`prediction.*` and `augmentation.*`.
+
+Each field's metadata carries its bounds (`minimum`, `maximum`) and `choices`; the loader in
+`unmix.core.config` checks them and reports the dotted key and the file that set it.
+"""
+
+from typing import Any
+
+import attrs
+
+
+def setting(
+    default: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    below: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+) -> Any:
+    """A configuration field with the bounds the loader enforces (`below` is an exclusive maximum)."""
+    metadata = {"minimum": minimum, "maximum": maximum, "below": below, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return attrs.field(factory=lambda: type(default)(default), metadata=metadata)
+    return attrs.field(default=default, metadata=metadata)
+
+
+def section(cls: type) -> Any:
+    return attrs.field(factory=cls)
+
+
+@attrs.frozen
+class Weights:
+    folder: str = setting("weights")
+    file: str = setting("weights.h5")
+
+
+@attrs.frozen
+class Environment:
+    name: str = setting("")
+    output_path: str = setting("runs")
+    log_file: str = setting("logs.txt")
+    plot_folder: str = setting("plots")
+    temp_folder: str = setting("temp")
+    weights: Weights = section(Weights)
+
+
+@attrs.frozen
+class CollectionFolder:
+    """One dataset of a ratio mix (splitstrument's `collection.folders`)."""
+
+    path: str = setting("")
+    ratio: float = setting(1.0, minimum=0.0)
+
+
+@attrs.frozen
+class Collection:
+    name: str = setting("")
+    folder: str = setting("data")
+    folders: list[CollectionFolder] = setting([])
+    # Which stem is the instrument to extract; files are named `<target>_<song>.<ext>`.
+    target: str = setting("vocals")
+    # Dataset layout plugin: "auto" picks the layout from the files found.
+    dataset: str = setting("auto")
+    sample_rate: int = setting(22050, minimum=1000, maximum=384000)
+    stereo: bool = setting(False)
+    song_limit: float = setting(0, minimum=0)
+    validation_ratio: float = setting(0.2, minimum=0.0, below=1.0)
+    test_data_count: int = setting(0, minimum=0)
+    test_frequency: int = setting(0, minimum=0)
+    test_save_count: int = setting(1, minimum=0)
+
+
+@attrs.frozen
+class SpectrogramGeneration:
+    fft_length: int = setting(1536, minimum=16)
+    # None means fft_length // 4, the seed's (librosa's) hop.
+    hop_length: int | None = setting(None, minimum=1)
+
+
+@attrs.frozen
+class TransformationOptions:
+    size: int = setting(64, minimum=1)
+    step: int = setting(64, minimum=1)
+    shuffle: bool = setting(True)
+    normalizer: str = setting("norm_max", choices=("norm_max", "norm_min_max", ""))
+    save_audio: bool = setting(False)
+    save_image: bool = setting(False)
+
+
+@attrs.frozen
+class Zmuv:
+    enabled: bool = setting(False)
+    mode: str = setting("frequency_bin", choices=("frequency_bin", "single"))
+    mix_file: str = setting("")
+    vocals_file: str = setting("")
+
+
+@attrs.frozen
+class Normalizers:
+    zmuv: Zmuv = section(Zmuv)
+
+
+@attrs.frozen
+class Transformation:
+    name: str = setting("train_window_predict_mask")
+    options: TransformationOptions = section(TransformationOptions)
+    normalizers: Normalizers = section(Normalizers)
+
+
+@attrs.frozen
+class Epoch:
+    count: int = setting(10000, minimum=1)
+    shuffle: bool = setting(False)
+
+
+@attrs.frozen
+class Optimizer:
+    name: str = setting("adam")
+    lr: float = setting(1e-4, minimum=0.0)
+
+
+@attrs.frozen
+class Model:
+    name: str = setting("hourglass")
+    # Model-specific; each model plugin validates its own options.
+    options: dict[str, Any] = setting({})
+
+
+@attrs.frozen
+class ModelCheckpoint:
+    enabled: bool = setting(True)
+    file_name: str = setting("callback_weights_{epoch:02d}.h5")
+    monitor: str = setting("val_loss")
+    best_only: bool = setting(True)
+    weights_only: bool = setting(False)
+    mode: str = setting("auto", choices=("auto", "min", "max"))
+    period: int = setting(1, minimum=1)
+    verbose: int = setting(1, minimum=0, maximum=2)
+
+
+@attrs.frozen
+class Tensorboard:
+    enabled: bool = setting(True)
+    folder: str = setting("./TensorBoard")
+    histogram_freq: int = setting(0, minimum=0)
+    write_graph: bool = setting(True)
+    write_grads: bool = setting(False)
+    write_images: bool = setting(False)
+    embeddings_freq: int = setting(0, minimum=0)
+    update_freq: str | int = setting("batch")
+
+
+@attrs.frozen
+class CsvLogger:
+    enabled: bool = setting(True)
+    file_name: str = setting("results.csv")
+    separator: str = setting(";")
+    append: bool = setting(True)
+
+
+@attrs.frozen
+class EarlyStopping:
+    enabled: bool = setting(True)
+    monitor: str = setting("val_loss")
+    min_delta: float = setting(0.00001, minimum=0.0)
+    patience: int = setting(20, minimum=0)
+    verbose: int = setting(1, minimum=0, maximum=2)
+
+
+@attrs.frozen
+class ReduceLearningRate:
+    enabled: bool = setting(False)
+    monitor: str = setting("val_loss")
+    factor: float = setting(0.2, minimum=0.0, below=1.0)
+    patience: int = setting(5, minimum=0)
+    min_learningrate: float = setting(0.001, minimum=0.0)
+
+
+@attrs.frozen
+class Callbacks:
+    model_checkpoint: ModelCheckpoint = section(ModelCheckpoint)
+    tensorboard: Tensorboard = section(Tensorboard)
+    csv_logger: CsvLogger = section(CsvLogger)
+    early_stopping: EarlyStopping = section(EarlyStopping)
+    reduce_learningrate: ReduceLearningRate = section(ReduceLearningRate)
+
+
+@attrs.frozen
+class Training:
+    epoch: Epoch = section(Epoch)
+    limit_items_per_song: int = setting(0, minimum=0)
+    verbose: int = setting(1, minimum=0, maximum=2)
+    metrics: list[str] = setting(["mean_pred"])
+    batch_size: int = setting(8, minimum=1)
+    loss_function: str = setting("L11_loss")
+    optimizer: Optimizer = section(Optimizer)
+    model: Model = section(Model)
+    callbacks: Callbacks = section(Callbacks)
+    distribution: str = setting("none", choices=("none", "mirrored", "multi_worker", "ddp"))
+
+
+@attrs.frozen
+class Prediction:
+    batch_size: int = setting(16, minimum=1)
+    format: str = setting("wav")
+    filename: str = setting("{song}_{stem}.{ext}")
+
+
+@attrs.frozen
+class Augmentation:
+    """Training-time augmentation in the style of Open-Unmix and Demucs; off unless enabled."""
+
+    enabled: bool = setting(False)
+    gain_min: float = setting(0.25, minimum=0.0)
+    gain_max: float = setting(1.25, minimum=0.0)
+    channel_swap: bool = setting(True)
+    remix_probability: float = setting(0.5, minimum=0.0, maximum=1.0)
+
+
+@attrs.frozen
+class Configuration:
+    environment: Environment = section(Environment)
+    collection: Collection = section(Collection)
+    spectrogram_generation: SpectrogramGeneration = section(SpectrogramGeneration)
+    transformation: Transformation = section(Transformation)
+    training: Training = section(Training)
+    prediction: Prediction = section(Prediction)
+    augmentation: Augmentation = section(Augmentation)
+
+    @property
+    def hop_length(self) -> int:
+        return self.spectrogram_generation.hop_length or self.spectrogram_generation.fft_length // 4
+
+    @property
+    def channels(self) -> int:
+        return 2 if self.collection.stereo else 1
