@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from typing import Any
 
 import attrs
 from dotenv import dotenv_values
+
 from unmix.core.config_schema import Configuration
 from unmix.core.errors import ConfigurationError, PluginError
 from unmix.core.expressions import ExpressionError, MissingVariableError, evaluate, is_expression
@@ -209,7 +211,7 @@ def _source(provenance: Mapping[str, Path], key: str, fallback: Path) -> Path:
     while key:
         if key in provenance:
             return provenance[key]
-        key = key.rpartition(".")[0]
+        key = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
     return fallback
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import commentjson
+
 from unmix.core.errors import ConfigurationError
 
 

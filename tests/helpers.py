@@ -1,0 +1,50 @@
+"""Shared test helpers: running the real `unmix` command in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+CONFIGURATIONS = REPOSITORY / "configurations"
+
+
+def unmix_executable() -> str:
+    candidate = Path(sys.executable).parent / "unmix"
+    if not candidate.exists():
+        pytest.fail(f"the unmix command is not installed next to {sys.executable}; install packages/unmix-cli")
+    return str(candidate)
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """The current environment without UNMIX_* variables, so tests do not depend on the caller's."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("UNMIX_")}
+    environment.update(extra)
+    return environment
+
+
+def run_unmix(*arguments: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [unmix_executable(), *arguments],
+        cwd=cwd,
+        env=env if env is not None else clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """A user mistake ends with exit code 2 and one line on stderr, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("unmix: error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
