@@ -6,6 +6,7 @@ import json
 
 import attrs
 import click
+
 from unmix.core.errors import UnmixError
 
 

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
+
 from unmix.cli.config_commands import config
 from unmix.cli.plugins_command import plugins
 from unmix.core.errors import UnmixError

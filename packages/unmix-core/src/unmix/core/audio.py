@@ -17,6 +17,7 @@ from pathlib import Path
 
 import attrs
 import numpy as np
+
 from unmix.core.errors import AudioError
 
 __all__ = [
@@ -143,11 +144,13 @@ def _read_with_soundfile(path: Path) -> tuple[np.ndarray | None, int, str | None
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, ValueError, TypeError, OSError, soundfile.SoundFileError) as error:
-        return None, 0, _one_line(str(error)) or type(error).__name__
+        return None, 0, _one_line(str(error), path) or type(error).__name__
     return np.ascontiguousarray(data.T), int(rate), None
 
 
-def _read_with_ffmpeg(path: Path, prefix: str, soundfile_problem: str | None) -> tuple[np.ndarray | None, int]:
+def _read_with_ffmpeg(
+    path: Path, prefix: str, soundfile_problem: str | None
+) -> tuple[np.ndarray | None, int]:
     """Decode through an ffmpeg subprocess into an in-memory float32 WAV.
 
     WAV rather than raw f32le: its header carries the native rate and channel count, so one pass
@@ -177,11 +180,16 @@ def _read_with_ffmpeg(path: Path, prefix: str, soundfile_problem: str | None) ->
         raise AudioError(f"{prefix}: cannot run ffmpeg ({error}); {_INSTALL_FFMPEG}") from None
     stderr = result.stderr.decode("utf-8", errors="replace")
     if result.returncode != 0 or not result.stdout:
-        reason = _one_line(stderr) or f"exit status {result.returncode}"
+        reason = _one_line(stderr, path) or f"exit status {result.returncode}"
         if "does not contain any stream" in stderr or "matches no streams" in stderr:
-            raise AudioError(f"{prefix}: it has no audio stream ({soundfile_part}; ffmpeg: {reason}); "
-                             "give a file with sound in it")
-        raise AudioError(f"{prefix}: not an audio file ({soundfile_part}; ffmpeg: {reason}); {_CONVERT_HINT}")
+            raise AudioError(
+                f"{prefix}: it has no audio stream ({soundfile_part}; ffmpeg: {reason}); "
+                "give a file with sound in it"
+            )
+        raise AudioError(
+            f"{prefix}: not an audio file, or a truncated or corrupt one "
+            f"({soundfile_part}; ffmpeg: {reason}); replace it or {_CONVERT_HINT}"
+        )
     try:
         data, rate = soundfile.read(io.BytesIO(result.stdout), dtype="float32", always_2d=True)
     except (RuntimeError, ValueError, TypeError, soundfile.SoundFileError):
@@ -190,10 +198,18 @@ def _read_with_ffmpeg(path: Path, prefix: str, soundfile_problem: str | None) ->
     return np.ascontiguousarray(data.T), int(rate)
 
 
-def _one_line(text: str) -> str:
-    """The last non-empty line: ffmpeg and libsndfile put their actual complaint at the end."""
+def _one_line(text: str, path: Path | None = None) -> str:
+    """The decoder's complaint as a short clause for a one-line message.
+
+    ffmpeg and libsndfile put the actual complaint on the last line, and both repeat the file name,
+    which the message already shows.
+    """
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    line = lines[-1] if lines else ""
+    if path is not None:
+        for noise in (f"Error opening {str(path)!r}: ", f"Error opening {str(path)!r}", f"{path}: "):
+            line = line.replace(noise, "")
+    return line.strip().rstrip(".")
 
 
 def _convert_channels(samples: np.ndarray, channels: int | None, prefix: str) -> np.ndarray:
@@ -207,7 +223,7 @@ def _convert_channels(samples: np.ndarray, channels: int | None, prefix: str) ->
     if channels < have:
         return np.ascontiguousarray(samples[:channels])
     raise AudioError(
-        f"{prefix}: it has {have} channels and {channels} were asked for; ask for 1, 2 or at most {have}"
+        f"{prefix}: it has {have} channels and {channels} were asked for; ask for {have} or fewer"
     )
 
 
@@ -259,8 +275,10 @@ def save_audio(path: str | os.PathLike[str], audio: Audio, subtype: str | None =
     if not folder.is_dir():
         raise AudioError(f"{prefix}: the folder '{folder}' does not exist; create it first")
     if subtype is not None and not soundfile.check_format(file_format, subtype):
-        raise AudioError(f"{prefix}: subtype '{subtype}' is not valid for {file_format}; "
-                         f"use one of {sorted(soundfile.available_subtypes(file_format))}")
+        raise AudioError(
+            f"{prefix}: subtype '{subtype}' is not valid for {file_format}; "
+            f"use one of {sorted(soundfile.available_subtypes(file_format))}"
+        )
     if audio.frames == 0:
         raise AudioError(f"{prefix}: the audio has no samples; nothing to write")
 
@@ -273,8 +291,8 @@ def save_audio(path: str | os.PathLike[str], audio: Audio, subtype: str | None =
         os.replace(temporary, path)
     except OSError as error:
         _remove_quietly(temporary)
-        raise AudioError(f"{prefix}: {error.strerror or error}; check the folder's permissions and free space") \
-            from None
+        reason = error.strerror or error
+        raise AudioError(f"{prefix}: {reason}; check the folder's permissions and free space") from None
     except (RuntimeError, ValueError, TypeError, soundfile.SoundFileError) as error:
         _remove_quietly(temporary)
         raise AudioError(f"{prefix}: {_one_line(str(error))}; try .wav or another subtype") from None
@@ -305,13 +323,13 @@ def _check_lengths(fft_length: int, hop_length: int | None) -> int:
 
 
 def _hann(fft_length: int) -> np.ndarray:
-    """Periodic Hann (not symmetric): its shifted squares sum to a constant, which istft relies on."""
+    """Periodic Hann (not symmetric), as torch.stft and librosa use, so spectrograms match theirs."""
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(fft_length) / fft_length)).astype(np.float32)
 
 
-# Frames transformed per block: bounds the temporary windowed copy (~32 MiB of float32) whatever the
+# Frames transformed per block: bounds the temporary windowed copy (1 MiB of float32) whatever the
 # song length, and keeps the working set small enough to stay in cache.
-_BLOCK_VALUES = 8 * 1024 * 1024
+_BLOCK_VALUES = 256 * 1024
 
 
 def stft(samples: np.ndarray, fft_length: int = 1536, hop_length: int | None = None) -> np.ndarray:
@@ -319,7 +337,7 @@ def stft(samples: np.ndarray, fft_length: int = 1536, hop_length: int | None = N
 
     The signal is zero padded by fft_length // 2 on both sides (librosa >= 0.10's default
     pad_mode='constant', not the older 'reflect'), so frame t is centred on sample t * hop and
-    there are 1 + frames // hop of them. Input (channels, frames) gives complex64
+    there are 1 + samples // hop of them. Input (channels, frames) gives complex64
     (channels, fft_length // 2 + 1, frames); a 1-D input gives (bins, frames).
     """
     hop = _check_lengths(fft_length, hop_length)
@@ -336,12 +354,13 @@ def stft(samples: np.ndarray, fft_length: int = 1536, hop_length: int | None = N
     # (channels, count, fft_length) view, no copy.
     frames = np.lib.stride_tricks.sliding_window_view(padded, fft_length, axis=-1)[:, ::hop]
     window = _hann(fft_length)
-    out = np.empty((channels, count, bins), dtype=np.complex64)
+    spectrogram = np.empty((channels, bins, count), dtype=np.complex64)
     block = max(1, _BLOCK_VALUES // (fft_length * channels))
     for start in range(0, count, block):
         stop = min(count, start + block)
-        out[:, start:stop] = np.fft.rfft(frames[:, start:stop] * window, axis=-1)
-    spectrogram = np.ascontiguousarray(out.transpose(0, 2, 1))
+        windowed = frames[:, start:stop] * window
+        spectrum = np.fft.rfft(windowed, axis=-1)
+        spectrogram[:, :, start:stop] = spectrum.transpose(0, 2, 1)
     return spectrogram[0] if squeeze else spectrogram
 
 
@@ -356,7 +375,9 @@ def istft(spectrogram: np.ndarray, hop_length: int | None = None, length: int | 
     """
     spec = np.asarray(spectrogram)
     if spec.ndim not in (2, 3):
-        raise ValueError(f"spectrogram must be shaped (channels, bins, frames) or (bins, frames), got {spec.shape}")
+        raise ValueError(
+            f"spectrogram must be shaped (channels, bins, frames) or (bins, frames), got {spec.shape}"
+        )
     squeeze = spec.ndim == 2
     spec = spec[np.newaxis] if squeeze else spec
     channels, bins, count = spec.shape
@@ -380,25 +401,28 @@ def istft(spectrogram: np.ndarray, hop_length: int | None = None, length: int | 
     block = max(1, _BLOCK_VALUES // (fft_length * channels))
     for start in range(0, count, block):
         stop = min(count, start + block)
-        frames = np.fft.irfft(spec[:, :, start:stop].transpose(0, 2, 1), n=fft_length, axis=-1)
-        chunks = np.zeros((channels, stop - start, span), dtype=np.float32)
-        chunks[..., :fft_length] = frames * window
+        block_spec = np.ascontiguousarray(spec[:, :, start:stop].transpose(0, 2, 1))
+        frames = np.fft.irfft(block_spec, n=fft_length, axis=-1).astype(np.float32, copy=False)
+        if span == fft_length:
+            frames *= window
+            chunks = frames
+        else:
+            chunks = np.zeros((channels, stop - start, span), dtype=np.float32)
+            chunks[..., :fft_length] = frames * window
         chunks = chunks.reshape(channels, stop - start, pieces, hop)
         for j in range(pieces):
-            output[:, start + j:stop + j] += chunks[:, :, j]
+            output[:, start + j : stop + j] += chunks[:, :, j]
     for j in range(pieces):
-        norm[j:j + count] += window_chunks[j]
-
-    output = output.reshape(channels, -1)
-    norm = norm.reshape(-1)
-    # Where no window reaches (hop == fft_length at frame edges) there is nothing to undo.
-    covered = norm > 1e-8
-    output[:, covered] /= norm[covered]
+        norm[j : j + count] += window_chunks[j]
 
     wanted = (count - 1) * hop if length is None else length
-    signal = output[:, half:half + wanted]
+    output = output.reshape(channels, -1)
+    norm = norm.reshape(-1)[half : half + wanted]
+    # Where no window reaches (hop == fft_length at frame edges) there is nothing to undo.
+    scale = np.divide(1.0, norm, out=np.ones_like(norm), where=norm > 1e-8)
+    signal = output[:, half : half + wanted]
+    signal *= scale
     if signal.shape[1] < wanted:
         signal = np.pad(signal, ((0, 0), (0, wanted - signal.shape[1])))
-    signal = np.ascontiguousarray(signal, dtype=np.float32)
+    signal = np.ascontiguousarray(signal)
     return signal[0] if squeeze else signal
-

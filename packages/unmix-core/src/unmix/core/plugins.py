@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 import pluggy
+
 from unmix.core import hookspecs
 from unmix.core.errors import PluginError
 
