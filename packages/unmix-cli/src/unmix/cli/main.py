@@ -13,7 +13,9 @@ from typing import Any
 import click
 
 from unmix.cli.config_commands import config
+from unmix.cli.generate_command import generate
 from unmix.cli.plugins_command import plugins
+from unmix.cli.train_command import train
 from unmix.core.errors import UnmixError
 from unmix.core.plugins import plugin_manager
 
@@ -65,6 +67,8 @@ def cli() -> None:
 
 cli.add_command(plugins)
 cli.add_command(config)
+cli.add_command(generate)
+cli.add_command(train)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,752 @@
+"""The training-data cache: every song decoded and resampled once, stored memory-mappable.
+
+`unmix generate --path RAW --destination DATA` (the seed's trainingdata_generator) and
+`ensure_cache` write::
+
+    DATA/index.json                         what is cached, and with which settings
+    DATA/<collection>/<song>/target.npy     float32 (channels, frames): the target stem(s), summed
+    DATA/<collection>/<song>/rest.npy       float32 (channels, frames): every other stem, summed
+
+Decisions:
+
+- One cache folder holds one setting (sample rate, channels, target). Generating into a folder
+  that holds another setting is an error that says so; use one destination per setting (e.g.
+  `DATA-22050hz-mono`). Mixing settings in one index would make every reader check every song.
+- A song is done when its index entry exists, its two .npy files exist with the shapes the entry
+  records, and the checksum of its source files still matches. The checksum is a sha1 over each
+  source file's name, stream, size and modification time (not its bytes: a MUSDB-sized collection
+  would be read twice per run), so an edited or replaced source is generated again.
+- Writes are atomic: each .npy goes to a hidden temporary name, is flushed to disk and renamed;
+  the index is rewritten the same way after each song, and a song's entry is removed before its
+  files are rewritten. A run killed at any moment (even SIGKILL) leaves only complete songs in
+  the index; leftover temporary files are removed by the next run.
+- Songs that cannot be used are skipped and reported, and the run goes on: unreadable, empty or
+  truncated-to-nothing files, a missing rest stem, a silent target (peak below -80 dBFS), a song
+  shorter than 0.1 s. Stems of one song with different lengths are trimmed to the shortest
+  (reported when they differ by more than 10 ms; smaller differences, from resampling or codec
+  frame rounding, are trimmed silently), so a partly truncated mp3 that still decodes keeps its
+  intact part. Different sample rates are all resampled (soxr). Several target or rest files are
+  summed. Errors writing DATA (disk full, permissions) stop the run with one line: every song
+  after would fail the same way.
+- `generate_cache` returns a report; `unmix generate` exits 0 when the cache holds at least one
+  song of RAW afterwards (skipped songs are listed as warnings) and 2 when none could be cached.
+- Songs are processed in (collection, name) order, in parallel worker processes when jobs > 1
+  (spawned, not forked, and they exit when the parent dies). One writer per cache: a lock file
+  (`DATA/.lock`) makes a second concurrent run fail with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from unmix.core.collection import AUTO, SkippedSong, scan_tracks, song_key
+from unmix.core.errors import AudioError, UnmixError
+from unmix.core.tracks import SongAudio, StemFile, Track
+
+__all__ = [
+    "CacheSettings",
+    "CachedSong",
+    "GenerateReport",
+    "default_cache_folder",
+    "ensure_cache",
+    "generate_cache",
+    "is_cache",
+    "load_stem",
+    "open_cache",
+    "open_songs",
+]
+
+log = logging.getLogger("unmix.cache")
+
+INDEX = "index.json"
+FORMAT = "unmix-cache"
+VERSION = 1
+TARGET_FILE = "target.npy"
+REST_FILE = "rest.npy"
+LOCK_FILE = ".lock"
+SILENCE_PEAK = 1e-4  # -80 dBFS
+LENGTH_TOLERANCE_S = 0.01
+MIN_SECONDS = 0.1
+_TEMPORARY_SUFFIX = ".tmp"
+
+
+@attrs.frozen
+class CacheSettings:
+    """What every song in one cache folder shares."""
+
+    sample_rate: int = 22050
+    channels: int = 1
+    target: str = "vocals"
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.sample_rate, int) or isinstance(self.sample_rate, bool) or \
+                not 1000 <= self.sample_rate <= 384000:
+            raise UnmixError(f"sample rate {self.sample_rate!r} is out of range; use 1000 to 384000 Hz")
+        if self.channels not in (1, 2):
+            raise UnmixError(f"channels {self.channels!r} is not supported; use 1 (mono) or 2 (stereo)")
+        if not self.target or not self.target.strip():
+            raise UnmixError("no target instrument given; name one, e.g. vocals")
+
+    def describe(self) -> str:
+        layout = "mono" if self.channels == 1 else "stereo"
+        return f"{self.sample_rate} Hz, {layout}, target '{self.target}'"
+
+
+@attrs.frozen
+class CachedSong:
+    """One song of a cache; `load()` maps its stems into memory without reading them."""
+
+    name: str
+    collection: str
+    folder: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    checksum: str = ""
+
+    @property
+    def target_path(self) -> Path:
+        return self.folder / TARGET_FILE
+
+    @property
+    def rest_path(self) -> Path:
+        return self.folder / REST_FILE
+
+    def load(self) -> SongAudio:
+        """The two stems as read-only memory-mapped float32 (channels, frames) arrays."""
+        target = _map(self.target_path, self)
+        rest = _map(self.rest_path, self)
+        return SongAudio(name=self.name, collection=self.collection, sample_rate=self.sample_rate,
+                         target=target, rest=rest)
+
+
+def _map(path: Path, song: CachedSong) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise AudioError(f"the cached stem '{path}' cannot be read ({error}); run `unmix generate` again "
+                         "to rebuild it") from None
+    if array.dtype != np.float32 or array.shape != (song.channels, song.frames):
+        raise AudioError(f"the cached stem '{path}' is damaged (shape {array.shape}, {array.dtype}; the index says "
+                         f"({song.channels}, {song.frames}) float32); run `unmix generate` again")
+    return array
+
+
+@attrs.frozen
+class GenerateReport:
+    """What a `generate_cache` run did; `songs` are the cached songs of the raw folder."""
+
+    destination: Path
+    settings: CacheSettings
+    generated: tuple[str, ...] = ()
+    reused: tuple[str, ...] = ()
+    skipped: tuple[SkippedSong, ...] = ()
+    notes: tuple[str, ...] = ()
+    songs: tuple[CachedSong, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# Reading stems
+
+
+def load_stem(stem: StemFile, channels: int | None = None) -> tuple[np.ndarray, int]:
+    """Decode one stem at its native rate: (float32 (channels, frames), sample rate).
+
+    `stem.stream` None reads the file (soundfile, then ffmpeg); a number N reads its N-th audio
+    stream (0-based, as ffmpeg's `-map 0:a:N`), for multi-stream files such as MUSDB18's .stem.mp4.
+    """
+    from unmix.core.audio import load_audio
+
+    if stem.stream is None:
+        audio = load_audio(stem.path, channels=channels)
+        return audio.samples, audio.sample_rate
+    return _read_stream(Path(stem.path), int(stem.stream), channels)
+
+
+def _read_stream(path: Path, stream: int, channels: int | None) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    prefix = f"cannot read audio stream {stream} of '{path}'"
+    if not path.is_file():
+        raise AudioError(f"{prefix}: the file does not exist; check the path")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{prefix}: the file is empty (0 bytes); replace it with a complete file")
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AudioError(f"{prefix}: reading multi-stream files needs ffmpeg; install it, e.g. apt-get install ffmpeg")
+    command = [
+        ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}",
+        "-map_metadata", "-1", "-f", "wav", "-c:a", "pcm_f32le", "-",
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, check=False)
+    except OSError as error:
+        raise AudioError(f"{prefix}: cannot run ffmpeg ({error}); install ffmpeg") from None
+    stderr = result.stderr.decode("utf-8", errors="replace")
+    if result.returncode != 0 or not result.stdout:
+        lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"ffmpeg exit status {result.returncode}"
+        if "matches no streams" in stderr:
+            raise AudioError(f"{prefix}: the file has no such audio stream; a MUSDB18 .stem.mp4 has 5 (mixture, "
+                             "drums, bass, other, vocals)")
+        raise AudioError(f"{prefix}: not a readable audio file (ffmpeg: {reason}); replace it")
+    try:
+        data, rate = soundfile.read(io.BytesIO(result.stdout), dtype="float32", always_2d=True)
+    except (RuntimeError, ValueError, TypeError, soundfile.SoundFileError):
+        data, rate = np.zeros((0, 1), dtype=np.float32), 0
+    if data.shape[0] == 0:
+        raise AudioError(f"{prefix}: it contains no audio samples (empty, truncated or corrupt); replace it")
+    samples = np.ascontiguousarray(data.T)
+    have = samples.shape[0]
+    if channels is None or channels == have:
+        return samples, int(rate)
+    if channels == 1:
+        return samples.mean(axis=0, keepdims=True, dtype=np.float32), int(rate)
+    if have == 1:
+        return np.repeat(samples, channels, axis=0), int(rate)
+    if channels < have:
+        return np.ascontiguousarray(samples[:channels]), int(rate)
+    raise AudioError(f"{prefix}: it has {have} channels and {channels} were asked for; ask for at most {have}")
+
+
+def _stem_label(stem: StemFile) -> str:
+    return stem.path.name if stem.stream is None else f"{stem.path.name} (stream {stem.stream})"
+
+
+# --------------------------------------------------------------------------------------------
+# Building one song (runs in a worker process)
+
+
+@attrs.frozen
+class _Job:
+    track: Track
+    destination: Path
+    relative: str
+    settings: CacheSettings
+    checksum: str
+
+
+@attrs.frozen
+class _Result:
+    key: tuple[str, str]
+    status: str  # "written", "skipped" or "fatal"
+    entry: dict[str, Any] | None = None
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+
+
+def _build_song(job: _Job) -> _Result:
+    from unmix.core.audio import resample
+
+    track, settings = job.track, job.settings
+    key = song_key(track)
+    notes: list[str] = []
+    decoded: list[tuple[str, StemFile, np.ndarray, int]] = []
+    try:
+        for role, stems in (("target", track.target), ("rest", track.rest)):
+            for stem in stems:
+                samples, rate = load_stem(stem, settings.channels)
+                decoded.append((role, stem, samples, rate))
+    except AudioError as error:
+        return _Result(key, "skipped", reason=str(error))
+
+    rates = sorted({rate for _, _, _, rate in decoded})
+    if len(rates) > 1:
+        notes.append(f"stems have different sample rates ({', '.join(map(str, rates))} Hz); all were resampled "
+                     f"to {settings.sample_rate} Hz")
+    stems = [(role, stem, resample(samples, rate, settings.sample_rate)) for role, stem, samples, rate in decoded]
+    lengths = [samples.shape[1] for _, _, samples in stems]
+    frames = min(lengths)
+    if max(lengths) - frames > LENGTH_TOLERANCE_S * settings.sample_rate:
+        described = ", ".join(f"{_stem_label(stem)} {samples.shape[1] / settings.sample_rate:.2f} s"
+                              for _, stem, samples in stems)
+        notes.append(f"stems differ in length ({described}); trimmed to the shortest, "
+                     f"{frames / settings.sample_rate:.2f} s")
+    target = np.zeros((settings.channels, frames), dtype=np.float32)
+    rest = np.zeros((settings.channels, frames), dtype=np.float32)
+    for role, _, samples in stems:
+        (target if role == "target" else rest)[:] += samples[:, :frames]
+    if frames < MIN_SECONDS * settings.sample_rate:
+        return _Result(key, "skipped", reason=f"the song is only {frames / settings.sample_rate:.3f} s long after "
+                                              f"trimming its stems to the shortest (at least {MIN_SECONDS} s "
+                                              "needed); replace the short stem")
+    if float(np.max(np.abs(target))) < SILENCE_PEAK:
+        files = ", ".join(_stem_label(stem) for stem in track.target)
+        return _Result(key, "skipped", reason=f"the target stem ({files}) is silent (peak below -80 dBFS); "
+                                              "there is nothing to learn from it")
+
+    folder = job.destination / job.relative
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_temporaries(folder)
+        _save_array(folder / TARGET_FILE, target)
+        _save_array(folder / REST_FILE, rest)
+    except OSError as error:
+        return _Result(key, "fatal", reason=f"cannot write to the cache folder '{folder}': "
+                                            f"{error.strerror or error}; free some space or choose another "
+                                            "destination")
+    entry = {
+        "song": track.name,
+        "collection": track.collection,
+        "folder": job.relative,
+        "stems": {
+            "target": [_stem_entry(stem) for stem in track.target],
+            "rest": [_stem_entry(stem) for stem in track.rest],
+        },
+        "sample_rate": settings.sample_rate,
+        "channels": settings.channels,
+        "frames": int(frames),
+        "checksum": job.checksum,
+    }
+    return _Result(key, "written", entry=entry, notes=tuple(notes))
+
+
+def _stem_entry(stem: StemFile) -> dict[str, Any]:
+    return {"path": os.path.abspath(stem.path), "stream": stem.stream}
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}"
+    try:
+        with open(temporary, "wb") as handle:
+            np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
+
+
+def _write_json(path: Path, data: Any) -> None:
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}"
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
+
+
+def _remove_temporaries(folder: Path, recursive: bool = False) -> None:
+    """Remove what a killed run left half-written in `folder` (only unmix's own temporary names)."""
+    for name in (TARGET_FILE, REST_FILE, INDEX):
+        pattern = f".{name}.*{_TEMPORARY_SUFFIX}"
+        for leftover in folder.rglob(pattern) if recursive else folder.glob(pattern):
+            _remove_quietly(leftover)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: exit when the generating process is gone (killed), instead of waiting forever."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True, name="unmix-parent-watch").start()
+
+
+# --------------------------------------------------------------------------------------------
+# The index
+
+
+def _relative_folder(track: Track) -> str:
+    def clean(part: str) -> str:
+        part = part.replace("\\", "_").replace("/", "_").strip()
+        return "_" if part in ("", ".", "..") else part
+
+    parts = [clean(part) for part in str(track.collection).split("/")] + [clean(str(track.name))]
+    return "/".join(parts)
+
+
+def _checksum(track: Track) -> str:
+    """sha1 over each source file's role, name, stream, size and modification time."""
+    described = []
+    for role, stems in (("target", track.target), ("rest", track.rest)):
+        for stem in stems:
+            stat = os.stat(stem.path)
+            described.append([role, Path(stem.path).name, stem.stream, stat.st_size, stat.st_mtime_ns])
+    return "sha1:" + hashlib.sha1(json.dumps(described).encode("utf-8")).hexdigest()
+
+
+def _empty_index(settings: CacheSettings) -> dict[str, Any]:
+    return {"format": FORMAT, "version": VERSION, "dtype": "float32", "sample_rate": settings.sample_rate,
+            "channels": settings.channels, "target": settings.target, "songs": {}}
+
+
+def _read_index(folder: Path) -> dict[str, Any]:
+    path = folder / INDEX
+    try:
+        with open(path, encoding="utf-8") as handle:
+            index = json.load(handle)
+    except FileNotFoundError:
+        raise UnmixError(f"'{folder}' is not an unmix cache (it has no {INDEX}); create one with "
+                         f"`unmix generate --path RAW --destination {folder}`") from None
+    except (OSError, ValueError) as error:
+        raise UnmixError(f"the cache index '{path}' cannot be read ({error}); delete the folder '{folder}' and "
+                         "run `unmix generate` again") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("songs"), dict):
+        raise UnmixError(f"'{path}' is not an unmix cache index; choose another destination or delete it")
+    if index.get("version") != VERSION:
+        raise UnmixError(f"the cache '{folder}' was written by another unmix version (format {index.get('version')}, "
+                         f"this one reads {VERSION}); delete it and run `unmix generate` again")
+    return index
+
+
+def _index_settings(index: dict[str, Any]) -> CacheSettings:
+    try:
+        return CacheSettings(sample_rate=int(index["sample_rate"]), channels=int(index["channels"]),
+                             target=str(index["target"]))
+    except (KeyError, TypeError, ValueError, UnmixError) as error:
+        raise UnmixError(f"the cache index is missing its settings ({error}); delete the cache and generate it "
+                         "again") from None
+
+
+def _song_from_entry(folder: Path, entry: dict[str, Any]) -> CachedSong:
+    return CachedSong(name=str(entry["song"]), collection=str(entry["collection"]),
+                      folder=folder / str(entry["folder"]), sample_rate=int(entry["sample_rate"]),
+                      channels=int(entry["channels"]), frames=int(entry["frames"]),
+                      checksum=str(entry.get("checksum", "")))
+
+
+def _entry_is_complete(folder: Path, entry: dict[str, Any]) -> bool:
+    try:
+        song = _song_from_entry(folder, entry)
+        for path in (song.target_path, song.rest_path):
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            if array.dtype != np.float32 or array.shape != (song.channels, song.frames):
+                return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def is_cache(folder: str | Path) -> bool:
+    """Whether `folder` holds a generated cache (an index.json written by unmix)."""
+    return (Path(folder) / INDEX).is_file()
+
+
+def open_cache(
+    folder: str | Path,
+    *,
+    sample_rate: int | None = None,
+    channels: int | None = None,
+    target: str | None = None,
+) -> list[CachedSong]:
+    """The songs of a generated cache, sorted by (collection, name).
+
+    Give `sample_rate`, `channels` or `target` to check that the cache was made with them (an error
+    naming both settings otherwise). Entries whose files have gone missing are left out, with a warning.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UnmixError(f"the cache folder '{folder}' does not exist; create it with "
+                         f"`unmix generate --path RAW --destination {folder}`")
+    index = _read_index(folder)
+    settings = _index_settings(index)
+    wanted = {"sample_rate": sample_rate, "channels": channels, "target": target}
+    for key, value in wanted.items():
+        if value is not None and getattr(settings, key) != value:
+            raise UnmixError(f"the cache '{folder}' holds {settings.describe()}, but {key} {value!r} is asked for; "
+                             "generate a cache with these settings into another folder")
+    songs = []
+    for key, entry in sorted(index["songs"].items()):
+        try:
+            song = _song_from_entry(folder, entry)
+        except (KeyError, TypeError, ValueError):
+            log.warning("the cache index entry '%s' in '%s' is incomplete and was ignored", key, folder)
+            continue
+        if not (song.target_path.is_file() and song.rest_path.is_file()):
+            log.warning("the cached song '%s' has lost its files and was ignored; run `unmix generate` again", key)
+            continue
+        songs.append(song)
+    songs.sort(key=song_key)
+    return songs
+
+
+# --------------------------------------------------------------------------------------------
+# Generating
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, one writer is up to the user
+        yield
+        return
+    try:
+        handle = open(folder / LOCK_FILE, "a")  # held open for the whole run
+    except OSError as error:
+        raise UnmixError(f"cannot write to the cache folder '{folder}': {error.strerror or error}; "
+                         "choose a writable destination") from None
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UnmixError(f"another `unmix generate` is writing to '{folder}'; wait for it to finish") from None
+        except OSError:
+            pass  # a file system without locks: go on unlocked
+        yield
+    finally:
+        handle.close()
+
+
+def _prepare_destination(destination: Path) -> None:
+    if destination.exists() and not destination.is_dir():
+        raise UnmixError(f"the destination '{destination}' is a file, not a folder; choose a folder for the cache")
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+        probe = destination / f".write-test.{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UnmixError(f"cannot write the cache to '{destination}': {error.strerror or error}; choose a writable "
+                         "destination") from None
+
+
+def _default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def generate_cache(
+    raw_folder: str | Path,
+    cache_folder: str | Path,
+    *,
+    sample_rate: int = 22050,
+    channels: int = 1,
+    target: str = "vocals",
+    dataset: str = AUTO,
+    jobs: int | None = None,
+    progress: bool = False,
+) -> GenerateReport:
+    """Decode and resample every song of `raw_folder` once into the cache at `cache_folder`.
+
+    Songs already cached with the same sources are kept; the others are generated (`jobs` worker
+    processes, default: one per CPU). Raises UnmixError when the raw folder holds no songs at all,
+    when the cache folder holds other settings or cannot be written; songs that cannot be used are
+    returned in `GenerateReport.skipped` (the run goes on without them).
+    """
+    raw_folder, destination = Path(raw_folder), Path(cache_folder)
+    settings = CacheSettings(sample_rate=sample_rate, channels=channels, target=target)
+    jobs = _default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise UnmixError(f"jobs must be at least 1, got {jobs}")
+
+    scan = scan_tracks(raw_folder, settings.target, dataset)
+    if not scan.tracks and not scan.skipped:
+        layouts = "any registered layout" if str(dataset).lower() == AUTO else f"the '{dataset}' layout"
+        raise UnmixError(
+            f"no songs for target '{settings.target}' found in '{raw_folder}' with {layouts}; expected song folders "
+            f"holding '{settings.target}_<song>.<ext>' and 'rest_<song>.<ext>', or '{settings.target}.wav' beside "
+            "the other stems, or MUSDB18 .stem.mp4 files"
+        )
+    if not scan.tracks:  # only songs that cannot be used: report them, create nothing
+        return GenerateReport(destination=destination, settings=settings, skipped=scan.skipped)
+    _prepare_destination(destination)
+    with _locked(destination):
+        return _generate_locked(scan.tracks, scan.skipped, destination, settings, jobs, progress)
+
+
+def _generate_locked(
+    tracks: Sequence[Track],
+    scan_skipped: Sequence[SkippedSong],
+    destination: Path,
+    settings: CacheSettings,
+    jobs: int,
+    progress: bool,
+) -> GenerateReport:
+    _remove_temporaries(destination, recursive=True)
+    if (destination / INDEX).exists():
+        index = _read_index(destination)
+        existing = _index_settings(index)
+        if existing != settings:
+            raise UnmixError(
+                f"the cache '{destination}' holds {existing.describe()}; this run asks for {settings.describe()}: "
+                "choose another destination for these settings (one folder per setting) or delete that folder"
+            )
+    else:
+        index = _empty_index(settings)
+        _write_index(destination, index)
+
+    skipped = list(scan_skipped)
+    notes: list[str] = []
+    reused: list[str] = []
+    generated: list[str] = []
+    todo: list[_Job] = []
+    seen: dict[str, Track] = {}
+    for track in tracks:
+        relative = _relative_folder(track)
+        if relative in seen:
+            skipped.append(SkippedSong(track.folder, f"another song is already cached as '{relative}' "
+                                                     f"(from '{seen[relative].folder}'); rename one of the folders"))
+            continue
+        seen[relative] = track
+        try:
+            checksum = _checksum(track)
+        except OSError as error:
+            skipped.append(SkippedSong(track.folder, f"cannot read a stem file ({error}); check it exists and "
+                                                     "is readable"))
+            continue
+        entry = index["songs"].get(relative)
+        if entry is not None and entry.get("checksum") == checksum and _entry_is_complete(destination, entry):
+            reused.append(relative)
+            continue
+        todo.append(_Job(track=track, destination=destination, relative=relative, settings=settings,
+                         checksum=checksum))
+
+    if todo:
+        stale = [job.relative for job in todo if job.relative in index["songs"]]
+        for relative in stale:  # no entry may point at files about to be rewritten
+            del index["songs"][relative]
+        if stale:
+            _write_index(destination, index)
+        for result, job in _run(todo, jobs, progress, total=len(todo) + len(reused), done=len(reused)):
+            label = f"{job.track.collection}/{job.track.name}"
+            if result.status == "fatal":
+                raise UnmixError(result.reason)
+            if result.status == "skipped":
+                skipped.append(SkippedSong(job.track.folder, result.reason))
+                continue
+            notes.extend(f"{label}: {note}" for note in result.notes)
+            index["songs"][job.relative] = result.entry
+            _write_index(destination, index)
+            generated.append(job.relative)
+
+    skipped.sort(key=lambda song: str(song.path))
+    cached = set(reused) | set(generated)
+    songs = [_song_from_entry(destination, index["songs"][relative]) for relative in sorted(cached)]
+    songs.sort(key=song_key)
+    return GenerateReport(destination=destination, settings=settings, generated=tuple(generated),
+                          reused=tuple(reused), skipped=tuple(skipped), notes=tuple(notes), songs=tuple(songs))
+
+
+def _write_index(destination: Path, index: dict[str, Any]) -> None:
+    try:
+        _write_json(destination / INDEX, index)
+    except OSError as error:
+        raise UnmixError(f"cannot write the cache index in '{destination}': {error.strerror or error}; free some "
+                         "space or choose another destination") from None
+
+
+def _run(todo: list[_Job], jobs: int, progress: bool, total: int, done: int) -> Iterator[tuple[_Result, _Job]]:
+    """Build the songs, in this process or in `jobs` spawned workers, yielding results as they finish."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=done, unit="song", desc="generating", disable=None if progress else True,
+               dynamic_ncols=True)
+    try:
+        if jobs == 1 or len(todo) == 1:
+            for job in todo:
+                bar.set_postfix_str(job.track.name[:40], refresh=False)
+                result = _build_song(job)
+                bar.update(1)
+                yield result, job
+            return
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
+                                                    initializer=_watch_parent, initargs=(os.getpid(),)) as pool:
+            futures = {pool.submit(_build_song, job): job for job in todo}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    bar.update(1)
+                    yield future.result(), futures[future]
+            finally:
+                for future in futures:
+                    future.cancel()
+    finally:
+        bar.close()
+
+
+def ensure_cache(
+    raw_folder: str | Path,
+    cache_folder: str | Path,
+    *,
+    sample_rate: int = 22050,
+    channels: int = 1,
+    target: str = "vocals",
+    dataset: str = AUTO,
+    jobs: int | None = None,
+    progress: bool = False,
+) -> list[CachedSong]:
+    """The cached songs of `raw_folder`, generating the missing ones first (training on raw folders).
+
+    Once everything is cached this only lists files and compares checksums. Skipped songs and notes
+    are logged as warnings; no usable song at all is an UnmixError.
+    """
+    report = generate_cache(raw_folder, cache_folder, sample_rate=sample_rate, channels=channels, target=target,
+                            dataset=dataset, jobs=jobs, progress=progress)
+    for note in report.notes:
+        log.warning("%s", note)
+    for song in report.skipped:
+        log.warning("skipped %s", song.describe())
+    if not report.songs:
+        raise UnmixError(f"none of the {len(report.skipped)} songs found in '{raw_folder}' could be cached "
+                         f"(first problem: {report.skipped[0].describe()}); fix the files and try again")
+    return list(report.songs)
+
+
+def default_cache_folder(raw_folder: str | Path, settings: CacheSettings) -> Path:
+    """Where `open_songs` caches a raw folder by default: a hidden folder inside it, one per setting."""
+    layout = "mono" if settings.channels == 1 else "stereo"
+    return Path(raw_folder) / ".unmix-cache" / f"sample-rate={settings.sample_rate}_channels={layout}_" \
+                                                f"target={settings.target}"
+
+
+def open_songs(
+    folder: str | Path,
+    *,
+    cache_folder: str | Path | None = None,
+    sample_rate: int = 22050,
+    channels: int = 1,
+    target: str = "vocals",
+    dataset: str = AUTO,
+    jobs: int | None = None,
+    progress: bool = False,
+) -> list[CachedSong]:
+    """Songs from a cache folder, or from a raw audio folder cached on first use.
+
+    A folder with an index.json is opened as a cache (its settings must match); any other folder is
+    raw audio, cached into `cache_folder` (default: `default_cache_folder`, hidden inside it).
+    """
+    if is_cache(folder):
+        return open_cache(folder, sample_rate=sample_rate, channels=channels, target=target)
+    settings = CacheSettings(sample_rate=sample_rate, channels=channels, target=target)
+    destination = Path(cache_folder) if cache_folder is not None else default_cache_folder(folder, settings)
+    return ensure_cache(folder, destination, sample_rate=sample_rate, channels=channels, target=target,
+                        dataset=dataset, jobs=jobs, progress=progress)

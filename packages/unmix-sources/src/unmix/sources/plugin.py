@@ -1,0 +1,24 @@
+"""The unmix-sources plugin: dataset layouts and mixers, registered like any third-party plugin.
+
+Imports of the implementations happen inside the hooks, so that loading this module (which every
+`unmix` command does at start-up) stays cheap.
+"""
+
+from __future__ import annotations
+
+from unmix.core.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    from unmix.sources.datasets import DATASETS
+
+    for dataset in DATASETS:
+        register(dataset.name, dataset)
+
+
+@hookimpl
+def register_mixers(register: Register) -> None:
+    from unmix.sources.mixers import RatioMixer
+
+    register("ratio", RatioMixer())
