@@ -1,0 +1,255 @@
+"""What happens at the end of each epoch: results.csv, checkpoints, early stopping, learning-rate
+reduction and the loss plot. Each callback keeps its own counters in the shared `TrainingState`,
+which is saved with every checkpoint so that a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from unmix.core.config_schema import Callbacks
+from unmix.core.files import write_atomically
+from unmix.core.interfaces import Metrics, SeparationModel
+from unmix.core.runs import RunFolder
+
+BEST = "best"
+LAST = "last"
+
+
+@attrs.define
+class TrainingState:
+    """Counters that must survive a resume; saved to state.json after every epoch."""
+
+    epoch: int = 0
+    best_value: float | None = None
+    best_epoch: int | None = None
+    early_stopping_best: float | None = None
+    epochs_without_improvement: int = 0
+    epochs_on_plateau: int = 0
+    plateau_best: float | None = None
+    learning_rate: float | None = None
+    stop_reason: str | None = None
+
+
+def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    if best is None:
+        return not math.isnan(value)
+    if mode == "max":
+        return value > best + min_delta
+    return value < best - min_delta
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    """Keras's "auto": larger is better for accuracies and SDRs, smaller for losses."""
+    if mode != "auto":
+        return mode
+    return "max" if any(word in monitor for word in ("acc", "sdr", "sir", "sar")) else "min"
+
+
+class ResultsCsv:
+    """One row per epoch, the seed's `epoch;loss;...;val_loss;...` layout; appends on resume."""
+
+    def __init__(self, path: Path, separator: str) -> None:
+        self.path = path
+        self.separator = separator
+
+    def on_epoch_end(self, epoch: int, logs: Metrics, state: TrainingState) -> None:
+        columns = ["epoch", *sorted(logs)]
+        existing_header = self._header()
+        if existing_header is not None and existing_header != columns:
+            columns = existing_header + [c for c in columns if c not in existing_header]
+        row = {"epoch": epoch, **logs}
+        write_header = existing_header is None
+        with self.path.open("a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, delimiter=self.separator, extrasaction="ignore")
+            if write_header:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _header(self) -> list[str] | None:
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return None
+        with self.path.open(encoding="utf-8") as handle:
+            return next(csv.reader(handle, delimiter=self.separator))
+
+
+def forget_results_after(path: Path, separator: str, epoch: int) -> None:
+    """Drop rows of epochs later than `epoch`: a run killed between its results row and its
+    checkpoint repeats that epoch on resume, and its row must not appear twice."""
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter=separator))
+    if not rows:
+        return
+    kept = [rows[0]] + [row for row in rows[1:] if row and float(row[0]) <= epoch]
+    if len(kept) == len(rows):
+        return
+
+    def write(temporary: Path) -> None:
+        with temporary.open("w", encoding="utf-8", newline="") as handle:
+            csv.writer(handle, delimiter=separator).writerows(kept)
+
+    write_atomically(path, write)
+
+
+def read_results(path: Path, separator: str = ";") -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as handle:
+        return [{key: float(value) for key, value in row.items() if value not in ("", None)}
+                for row in csv.DictReader(handle, delimiter=separator)]
+
+
+class Checkpoints:
+    """`weights/last` after every epoch, `weights/best` when the monitored value improves."""
+
+    def __init__(self, model: SeparationModel, run: RunFolder, monitor: str, mode: str, keep_every: str | None):
+        self.model = model
+        self.folder = run.folder("weights")
+        self.monitor = monitor
+        self.mode = mode
+        self.keep_every = keep_every
+
+    def path(self, which: str) -> Path:
+        return self.folder / f"{which}{self.model.checkpoint_suffix}"
+
+    def on_epoch_end(self, epoch: int, logs: Metrics, state: TrainingState) -> None:
+        value = logs.get(self.monitor, logs.get("loss", math.nan))
+        if improved(value, state.best_value, self.mode):
+            state.best_value = value
+            state.best_epoch = epoch
+            self.model.save_checkpoint(self.path(BEST))
+        if self.keep_every:
+            self.model.save_checkpoint(self.folder / self.keep_every.format(epoch=epoch))
+        self.model.save_checkpoint(self.path(LAST))
+
+
+class EarlyStopping:
+    def __init__(self, monitor: str, min_delta: float, patience: int, mode: str) -> None:
+        self.monitor = monitor
+        self.min_delta = min_delta
+        self.patience = patience
+        self.mode = mode
+
+    def on_epoch_end(self, epoch: int, logs: Metrics, state: TrainingState) -> None:
+        value = logs.get(self.monitor)
+        if value is None:
+            return
+        if improved(value, state.early_stopping_best, self.mode, self.min_delta):
+            state.early_stopping_best = value
+            state.epochs_without_improvement = 0
+        else:
+            state.epochs_without_improvement += 1
+            if state.epochs_without_improvement > self.patience:
+                state.stop_reason = (f"early stopping: {self.monitor} did not improve by {self.min_delta} "
+                                     f"for {self.patience} epochs")
+
+
+class ReduceLearningRate:
+    def __init__(self, model: SeparationModel, monitor: str, factor: float, patience: int, minimum: float,
+                 mode: str) -> None:
+        self.model = model
+        self.monitor = monitor
+        self.factor = factor
+        self.patience = patience
+        self.minimum = minimum
+        self.mode = mode
+
+    def on_epoch_end(self, epoch: int, logs: Metrics, state: TrainingState) -> None:
+        value = logs.get(self.monitor)
+        if value is None:
+            return
+        if improved(value, state.plateau_best, self.mode):
+            state.plateau_best = value
+            state.epochs_on_plateau = 0
+            return
+        state.epochs_on_plateau += 1
+        if state.epochs_on_plateau >= self.patience and self.model.learning_rate > self.minimum:
+            self.model.learning_rate = max(self.model.learning_rate * self.factor, self.minimum)
+            state.epochs_on_plateau = 0
+
+
+class LossPlot:
+    """plots/loss.png redrawn every epoch from results.csv (and accuracy.csv when tests ran)."""
+
+    def __init__(self, run: RunFolder, results: Path, separator: str) -> None:
+        self.run = run
+        self.results = results
+        self.separator = separator
+
+    def on_epoch_end(self, epoch: int, logs: Metrics, state: TrainingState) -> None:
+        plot_losses(self.run, self.results, self.separator)
+
+
+def plot_losses(run: RunFolder, results: Path, separator: str = ";") -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_results(results, separator)
+    if not rows:
+        return None
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    epochs = [row["epoch"] for row in rows]
+    for key in ("loss", "val_loss"):
+        values = [row.get(key, math.nan) for row in rows]
+        if not all(math.isnan(v) for v in values):
+            axis.plot(epochs, values, marker="o", label=key)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss")
+    axis.set_title(f"{run.name}: training and validation loss")
+    axis.grid(alpha=0.3)
+    accuracy = read_results(run.file("accuracy.csv"), separator)
+    if accuracy:
+        sdr_axis = axis.twinx()
+        keys = sorted({key for row in accuracy for key in row if key.endswith("_sdr")})
+        for key in keys:
+            epochs_tested = [row["epoch"] for row in accuracy if key in row]
+            values = [row[key] for row in accuracy if key in row]
+            sdr_axis.plot(epochs_tested, values, linestyle="--", marker="s", label=f"{key} (dB)")
+        sdr_axis.set_ylabel("SDR (dB)")
+        sdr_axis.legend(loc="upper right")
+    axis.legend(loc="upper left")
+    path = run.folder("plots") / "loss.png"
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+EpochCallback = Callable[[int, Metrics, TrainingState], None]
+
+
+def build_callbacks(settings: Callbacks, model: SeparationModel, run: RunFolder) -> list:
+    """The callbacks the configuration enables, in the order they must run.
+
+    The best and last checkpoints are always written, because prediction and resuming need them;
+    `model_checkpoint.best_only: false` additionally keeps one file per epoch, named by `file_name`.
+    """
+    callbacks: list = []
+    if settings.csv_logger.enabled:
+        callbacks.append(ResultsCsv(run.file(settings.csv_logger.file_name), settings.csv_logger.separator))
+    checkpoint = settings.model_checkpoint
+    mode = monitor_mode(checkpoint.monitor, checkpoint.mode)
+    keep_every = None
+    if checkpoint.enabled and not checkpoint.best_only:
+        keep_every = Path(checkpoint.file_name).stem + model.checkpoint_suffix
+    callbacks.append(Checkpoints(model, run, checkpoint.monitor, mode, keep_every))
+    if settings.reduce_learningrate.enabled:
+        reduce = settings.reduce_learningrate
+        callbacks.append(ReduceLearningRate(model, reduce.monitor, reduce.factor, reduce.patience,
+                                            reduce.min_learningrate, monitor_mode(reduce.monitor, "auto")))
+    if settings.early_stopping.enabled:
+        early = settings.early_stopping
+        callbacks.append(EarlyStopping(early.monitor, early.min_delta, early.patience,
+                                       monitor_mode(early.monitor, "auto")))
+    if settings.csv_logger.enabled:
+        callbacks.append(LossPlot(run, run.file(settings.csv_logger.file_name), settings.csv_logger.separator))
+    return callbacks

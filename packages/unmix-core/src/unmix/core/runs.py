@@ -1,0 +1,165 @@
+"""Run folders: everything one training run produces, in one place that describes itself.
+
+```
+runs/<YYYYmmdd-HHMMSS>-<configuration name>/
+    configuration.jsonc   merged configuration, read back without inheritance
+    environment.json      versions, git commit, UNMIX_* variables (never the whole environment)
+    logs.txt              what the run printed
+    results.csv           one row per epoch (';'-separated, as the seed)
+    model.json            backend, model name and input shape: what prediction needs to rebuild it
+    state.json            epoch, best value, patience and learning rate: what resuming needs
+    weights/              best and last checkpoints
+    plots/                loss curves
+    predictions/          separated songs
+```
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from unmix.core.config import LoadedConfiguration, load_configuration
+from unmix.core.errors import UnmixError
+from unmix.core.files import write_json_atomically, write_text_atomically
+
+CONFIGURATION_FILE = "configuration.jsonc"
+DISTRIBUTIONS = ("unmix-core", "unmix-cli", "unmix-sources", "unmix-tf", "unmix-torch", "numpy", "tensorflow",
+                 "tensorflow-cpu", "keras", "torch")
+
+
+class RunFolderError(UnmixError):
+    """A folder given as a run folder that is not one, or is missing what a command needs."""
+
+
+@attrs.frozen
+class RunFolder:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def configuration_file(self) -> Path:
+        return self.path / CONFIGURATION_FILE
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.json"
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.json"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def folder(self, name: str) -> Path:
+        folder = self.path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def load_configuration(self) -> LoadedConfiguration:
+        return load_configuration(self.configuration_file, inherit=False)
+
+    def read_json(self, path: Path) -> Any:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunFolderError(f"run folder '{self.path}' has no {path.name}; was its training started?") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RunFolderError(f"'{path}' is corrupt (not valid JSON); the run cannot be used as it is") from None
+
+    def write_json(self, path: Path, data: Any) -> None:
+        write_json_atomically(path, data)
+
+
+def create_run_folder(loaded: LoadedConfiguration, working_directory: Path) -> RunFolder:
+    """A new, uniquely named run folder holding the merged configuration and the environment."""
+    settings = loaded.settings
+    parent = Path(working_directory) / settings.environment.output_path
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunFolderError(f"cannot create the runs folder '{parent}': {error.strerror}; choose another "
+                             "--workingdir") from None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = parent / f"{stamp}-{loaded.name}"
+    suffix = 1
+    while True:
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            suffix += 1
+            path = parent / f"{stamp}-{loaded.name}-{suffix}"
+    run = RunFolder(path)
+    header = f"// merged from {' -> '.join(str(p) for p in loaded.chain)}\n"
+    write_text_atomically(run.configuration_file, header + json.dumps(loaded.data, indent=2) + "\n")
+    run.write_json(run.file("environment.json"), describe_environment(loaded, working_directory))
+    return run
+
+
+def open_run_folder(path: str | os.PathLike[str]) -> RunFolder:
+    """An existing run folder; anything else is a clear error."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise RunFolderError(f"run folder '{folder}' does not exist; give a folder under runs/")
+    run = RunFolder(folder)
+    if not run.configuration_file.is_file():
+        raise RunFolderError(
+            f"'{folder}' is not a run folder (it has no {CONFIGURATION_FILE}); give a folder made by `unmix train`"
+        )
+    return run
+
+
+def describe_environment(loaded: LoadedConfiguration, working_directory: Path) -> dict[str, Any]:
+    """What produced a run, without secrets: only UNMIX_* variables are recorded."""
+    versions = {}
+    for distribution in DISTRIBUTIONS:
+        try:
+            versions[distribution] = version(distribution)
+        except PackageNotFoundError:
+            continue
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "configuration_file": str(loaded.path),
+        "configuration_chain": [str(p) for p in loaded.chain],
+        "working_directory": str(Path(working_directory).resolve()),
+        "user": _user(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": versions,
+        "git": _git_description(loaded.path.parent),
+        "variables": {k: v for k, v in sorted(os.environ.items()) if k.startswith("UNMIX_")},
+    }
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _git_description(folder: Path) -> dict[str, str] | None:
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=folder, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+                "dirty": str(bool(git("status", "--porcelain")))}
+    except (OSError, subprocess.SubprocessError):
+        return None

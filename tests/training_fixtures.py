@@ -1,0 +1,54 @@
+"""Small real collections and configurations for training tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from tests.plugin_fixtures import install_plugin_distribution
+
+GAIN_PLUGIN_SOURCE = (Path(__file__).parent / "gain_model_plugin.py").read_text()
+
+
+def write_seed_collection(folder: Path, songs: int = 8, seconds: float = 2.0, sample_rate: int = 8000,
+                          target: str = "vocals") -> Path:
+    """Song folders in the seed layout: a harmonic target and a noisy rest, different per song."""
+    rng = np.random.default_rng(7)
+    time_axis = np.arange(int(seconds * sample_rate)) / sample_rate
+    for index in range(songs):
+        song = folder / f"song{index:02d}"
+        song.mkdir(parents=True)
+        pitch = 220.0 * 2 ** (index / 12)
+        harmonic = sum(np.sin(2 * np.pi * pitch * k * time_axis) / k for k in (1, 2, 3))
+        envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * time_axis + index)
+        rest = rng.normal(0, 0.1, time_axis.size) + 0.2 * np.sin(2 * np.pi * 55 * time_axis)
+        soundfile.write(song / f"{target}_song{index:02d}.wav", (0.3 * harmonic * envelope).astype(np.float32),
+                        sample_rate)
+        soundfile.write(song / f"rest_song{index:02d}.wav", rest.astype(np.float32), sample_rate)
+    return folder
+
+
+def write_configuration(path: Path, collection: Path, model: str, epochs: int = 3, **model_options) -> Path:
+    configuration = {
+        "environment": {"name": "test"},
+        "collection": {"folder": str(collection), "sample_rate": 8000, "song_limit": 0, "validation_ratio": 0.25,
+                       "test_data_count": 1, "test_frequency": 0},
+        "spectrogram_generation": {"fft_length": 256},
+        "transformation": {"name": "train_window_predict_mask", "options": {"size": 16, "step": 16}},
+        "training": {"epoch": {"count": epochs}, "batch_size": 4, "limit_items_per_song": 0,
+                     "optimizer": {"name": "adam", "lr": 0.5},
+                     "model": {"name": model, "options": model_options},
+                     "callbacks": {"tensorboard": {"enabled": False}}},
+    }
+    path.write_text("// a tiny training run for tests\n" + json.dumps(configuration, indent=2))
+    return path
+
+
+def gain_plugin_path(folder: Path) -> str:
+    """A site folder whose entry point registers the gain-mask test model, for `unmix` subprocesses."""
+    site = install_plugin_distribution(folder, "unmix-gain-test", "0.1", {"unmix_gain_test": GAIN_PLUGIN_SOURCE},
+                                       {"gain-test": "unmix_gain_test"})
+    return str(site)
