@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import attrs
 import numpy as np
 
 from unmix.core.config_schema import Configuration
@@ -69,3 +70,60 @@ class ModelBuilder(Protocol):
     """
 
     def __call__(self, settings: Configuration, input_shape: tuple[int, int, int]) -> SeparationModel: ...
+
+
+@attrs.frozen
+class SongInput:
+    """A song to separate: a local file (downloaded first if it came from the network) and its name."""
+
+    name: str
+    path: Path
+
+
+class Source(Protocol):
+    """What a `register_sources` hook registers: turns a URI (file, folder, link) into songs."""
+
+    name: str
+
+    def matches(self, uri: str) -> bool:
+        """Whether this source handles `uri` (e.g. a YouTube link, an existing folder)."""
+        ...
+
+    def songs(self, uri: str, temp_folder: Path) -> list[SongInput]:
+        """The songs behind `uri`; downloads go to `temp_folder`. Raises UnmixError when unreachable."""
+        ...
+
+
+@attrs.frozen
+class ExportOptions:
+    """How stems are encoded: sample format for wav/flac, bitrate for lossy formats, what to do
+    with peaks above full scale (`clip`, or `normalize` the whole file below 0 dBFS)."""
+
+    bit_depth: str = attrs.field(default="16", validator=attrs.validators.in_(("16", "24", "float")))
+    bitrate_kbps: int = 192
+    peak: str = attrs.field(default="clip", validator=attrs.validators.in_(("clip", "normalize")))
+
+
+class StemWriter(Protocol):
+    """One output file being written block by block; it appears under its name only on close()."""
+
+    def write(self, block: np.ndarray) -> None:
+        """Append float32 (channels, samples) audio."""
+        ...
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        ...
+
+    def abort(self) -> None:
+        """Remove everything written so far."""
+        ...
+
+
+class Exporter(Protocol):
+    """What a `register_exporters` hook registers, under its format name ("wav", "flac", ...)."""
+
+    name: str
+    extension: str
+
+    def open(self, path: Path, sample_rate: int, channels: int, options: ExportOptions) -> StemWriter: ...
