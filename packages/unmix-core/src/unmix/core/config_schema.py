@@ -209,6 +209,12 @@ class Prediction:
     batch_size: int = setting(16, minimum=1)
     format: str = setting("wav")
     filename: str = setting("{song}_{stem}.{ext}")
+    bit_depth: str = setting("16", choices=("16", "24", "float"))
+    bitrate_kbps: int = setting(192, minimum=32, maximum=320)
+    # Peaks above full scale: "clip" them, or "normalize" the whole stem below 0 dBFS.
+    peak: str = setting("clip", choices=("clip", "normalize"))
+    # Seconds of audio separated at a time: memory depends on this, not on the song's length.
+    chunk_seconds: float = setting(30.0, minimum=1.0)
 
 
 @attrs.frozen

@@ -47,7 +47,8 @@ class SeparationModel(Protocol):
         ...
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """The raw network output for a batch of inputs, same shape as the inputs."""
+        """The raw network output for a batch of inputs: (batch, bins, output frames, channels), where
+        output frames is the transform's output width (the window size, or `step` for centre masks)."""
         ...
 
     @property
