@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from unmix.core import audio
 from unmix.core.audio import stft
 from unmix.core.windows import (
     excerpt_spectrogram,
@@ -81,13 +80,6 @@ def test_limit_items_per_song_keeps_the_contiguous_middle_block() -> None:
     assert len(middle) == 10
     assert middle == range(count // 2 - 5, count // 2 + 5)
     assert window_indices(12059, 64, 64, limit=10_000) == range(count)
-
-
-def test_the_window_function_matches_the_audio_stft() -> None:
-    """windows.py keeps its own copy of the periodic Hann; it must stay the STFT's."""
-    from unmix.core.windows import _periodic_hann
-
-    np.testing.assert_array_equal(_periodic_hann(1536), audio._hann(1536))
 
 
 @pytest.mark.parametrize("channels", [1, 2])

@@ -322,7 +322,7 @@ def _check_lengths(fft_length: int, hop_length: int | None) -> int:
     return int(hop_length)
 
 
-def _hann(fft_length: int) -> np.ndarray:
+def hann_window(fft_length: int) -> np.ndarray:
     """Periodic Hann (not symmetric), as torch.stft and librosa use, so spectrograms match theirs."""
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(fft_length) / fft_length)).astype(np.float32)
 
@@ -353,7 +353,7 @@ def stft(samples: np.ndarray, fft_length: int = 1536, hop_length: int | None = N
     bins = half + 1
     # (channels, count, fft_length) view, no copy.
     frames = np.lib.stride_tricks.sliding_window_view(padded, fft_length, axis=-1)[:, ::hop]
-    window = _hann(fft_length)
+    window = hann_window(fft_length)
     spectrogram = np.empty((channels, bins, count), dtype=np.complex64)
     block = max(1, _BLOCK_VALUES // (fft_length * channels))
     for start in range(0, count, block):
@@ -386,7 +386,7 @@ def istft(spectrogram: np.ndarray, hop_length: int | None = None, length: int | 
     if length is not None and (not _is_int(length) or length < 0):
         raise ValueError(f"length must be a non-negative integer or None, got {length!r}")
     half = fft_length // 2
-    window = _hann(fft_length)
+    window = hann_window(fft_length)
 
     # Overlap-add without a loop over frames: pad each frame to a whole number of hops, split it
     # into `pieces` hop-long chunks, and add chunk j of every frame into the output shifted by j

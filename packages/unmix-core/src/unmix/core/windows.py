@@ -19,6 +19,8 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from unmix.core.audio import hann_window
+
 __all__ = [
     "WindowSpan",
     "excerpt_spectrogram",
@@ -126,18 +128,13 @@ def read_excerpt(samples: np.ndarray, start: int, stop: int) -> np.ndarray:
     return excerpt
 
 
-def _periodic_hann(fft_length: int) -> np.ndarray:
-    # The same formula and dtype as unmix.core.audio's STFT window; the tests check the two agree.
-    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(fft_length) / fft_length)).astype(np.float32)
-
-
 _HANN_CACHE: dict[int, np.ndarray] = {}
 
 
 def _hann(fft_length: int) -> np.ndarray:
     window = _HANN_CACHE.get(fft_length)
     if window is None:
-        window = _HANN_CACHE.setdefault(fft_length, _periodic_hann(fft_length))
+        window = _HANN_CACHE.setdefault(fft_length, hann_window(fft_length))
     return window
 
 
