@@ -15,6 +15,7 @@ import click
 from unmix.cli.config_commands import config
 from unmix.cli.generate_command import generate
 from unmix.cli.plugins_command import plugins
+from unmix.cli.predict_command import predict
 from unmix.cli.train_command import train
 from unmix.core.errors import UnmixError
 from unmix.core.plugins import plugin_manager
@@ -69,6 +70,7 @@ cli.add_command(plugins)
 cli.add_command(config)
 cli.add_command(generate)
 cli.add_command(train)
+cli.add_command(predict)
 
 
 def main(argv: list[str] | None = None) -> None:

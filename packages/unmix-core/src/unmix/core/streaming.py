@@ -1,0 +1,141 @@
+"""Reading audio block by block, and resampling it block by block.
+
+Prediction streams songs from decoder to encoder so that memory does not grow with the song's
+length. soundfile reads what libsndfile knows (wav, flac, ogg, mp3 in libsndfile >= 1.1); ffmpeg,
+through a pipe of raw float32 samples, reads everything else (m4a, mp4, aif variants, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import numpy as np
+
+from unmix.core.errors import AudioError
+
+
+@attrs.frozen
+class StreamInfo:
+    sample_rate: int
+    channels: int
+    frames: int | None
+    """Known up front for files soundfile reads; None for ffmpeg streams (counted while reading)."""
+
+
+class AudioReader:
+    """Blocks of float32 (channels, samples) at the file's own rate and channel count."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            what = "is a folder" if self.path.is_dir() else "does not exist"
+            raise AudioError(f"audio file '{self.path}' {what}")
+        if self.path.stat().st_size == 0:
+            raise AudioError(f"'{self.path}' is empty (0 bytes); give a complete audio file")
+        self._soundfile = self._open_soundfile()
+        if self._soundfile is not None:
+            self.info = StreamInfo(self._soundfile.samplerate, self._soundfile.channels, self._soundfile.frames)
+        else:
+            rate, channels = _probe(self.path)
+            self.info = StreamInfo(rate, channels, None)
+
+    def _open_soundfile(self):  # noqa: ANN202 - soundfile is imported lazily
+        import soundfile
+
+        try:
+            handle = soundfile.SoundFile(str(self.path))
+        except Exception:  # libsndfile cannot read it: ffmpeg may
+            return None
+        if handle.frames <= 0:
+            handle.close()
+            return None
+        return handle
+
+    def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        if self._soundfile is not None:
+            yield from self._soundfile_blocks(block_frames)
+        else:
+            yield from self._ffmpeg_blocks(block_frames)
+
+    def _soundfile_blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        handle = self._soundfile
+        try:
+            while True:
+                block = handle.read(block_frames, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    return
+                yield np.ascontiguousarray(block.T)
+        except RuntimeError as error:
+            raise AudioError(f"cannot decode '{self.path}': {error}; the file may be truncated") from None
+        finally:
+            handle.close()
+
+    def _ffmpeg_blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        channels = self.info.channels
+        command = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(self.path), "-map", "0:a:0", "-f", "f32le",
+                   "-ac", str(channels), "-ar", str(self.info.sample_rate), "-"]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        bytes_per_block = block_frames * channels * 4
+        produced = 0
+        try:
+            assert process.stdout is not None
+            while True:
+                data = process.stdout.read(bytes_per_block)
+                if not data:
+                    break
+                usable = len(data) - len(data) % (channels * 4)
+                block = np.frombuffer(data[:usable], dtype=np.float32).reshape(-1, channels).T
+                produced += block.shape[1]
+                yield np.ascontiguousarray(block)
+            process.wait()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        if produced == 0:
+            reason = (process.stderr.read().decode("utf-8", "replace").strip().splitlines() or ["no audio"])[-1]
+            raise AudioError(f"cannot decode '{self.path}' ({reason}); convert it to wav, flac or mp3")
+
+    def close(self) -> None:
+        if self._soundfile is not None and not self._soundfile.closed:
+            self._soundfile.close()
+
+
+def _probe(path: Path) -> tuple[int, int]:
+    """Rate and channels of the first audio stream, from ffprobe."""
+    if shutil.which("ffprobe") is None:
+        raise AudioError(f"cannot read '{path}' without ffmpeg; install ffmpeg (e.g. apt-get install ffmpeg)")
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels",
+         "-of", "json", str(path)],
+        capture_output=True, text=True,
+    )
+    try:
+        stream = json.loads(result.stdout)["streams"][0]
+        return int(stream["sample_rate"]), int(stream["channels"])
+    except (json.JSONDecodeError, KeyError, IndexError, ValueError):
+        reason = (result.stderr.strip().splitlines() or ["it has no audio stream"])[-1]
+        raise AudioError(f"'{path}' is not audio that unmix can read ({reason}); "
+                         "convert it to wav, flac or mp3") from None
+
+
+class Resampler:
+    """A streaming resampler (soxr) that passes blocks through untouched when the rates agree."""
+
+    def __init__(self, from_rate: int, to_rate: int, channels: int) -> None:
+        self.identity = from_rate == to_rate
+        if not self.identity:
+            import soxr
+
+            self._stream = soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality="HQ")
+
+    def process(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.identity:
+            return block
+        resampled = self._stream.resample_chunk(np.ascontiguousarray(block.T), last=last)
+        return np.ascontiguousarray(resampled.T)
