@@ -125,6 +125,7 @@ def output_names(engine: Engine, song: str, template: str, extension: str) -> di
 def separate_file(engine: Engine, path: Path, output_folder: Path, exporter: Exporter, options: ExportOptions,
                   template: str, song: str | None = None, progress: bool = True) -> SeparatedSong:
     """Separate one file into `<song>_<target>` and `<song>_rest` in `output_folder`."""
+    output_folder = prediction_output_folder(None, output_folder)
     reader = AudioReader(path)
     song = song or path.stem
     rate, channels = reader.info.sample_rate, reader.info.channels

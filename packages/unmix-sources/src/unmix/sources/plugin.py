@@ -1,4 +1,5 @@
-"""The unmix-sources plugin: dataset layouts and mixers, registered like any third-party plugin.
+"""The unmix-sources plugin: dataset layouts, mixers, song sources and stem writers, registered
+like any third-party plugin.
 
 Imports of the implementations happen inside the hooks, so that loading this module (which every
 `unmix` command does at start-up) stays cheap.
@@ -22,3 +23,19 @@ def register_mixers(register: Register) -> None:
     from unmix.sources.mixers import RatioMixer
 
     register("ratio", RatioMixer())
+
+
+@hookimpl
+def register_sources(register: Register) -> None:
+    from unmix.sources.sources import FileSource, FolderSource, YouTubeSource
+
+    for source in (FileSource(), FolderSource(), YouTubeSource()):
+        register(source.name, source)
+
+
+@hookimpl
+def register_exporters(register: Register) -> None:
+    from unmix.sources.exporters import EXPORTERS
+
+    for exporter in EXPORTERS:
+        register(exporter.name, exporter)

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import soundfile
+
+from tests import gain_model_plugin
+from tests.helpers import assert_one_line_error, clean_environment, run_unmix
+from tests.training_fixtures import gain_plugin_path, set_gain_checkpoint, write_configuration, write_seed_collection
+from unmix.core.plugins import plugin_manager
+from unmix.core.training import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    manager = plugin_manager()
+    if "gain-test" not in manager.infos:
+        manager.register(gain_model_plugin, "gain-test")
+    folder = tmp_path_factory.mktemp("predict")
+    collection = write_seed_collection(folder / "collection", songs=4)
+    configuration = write_configuration(folder / "tiny.jsonc", collection, "gain-mask", epochs=1)
+    run = train(configuration, working_directory=folder).path
+    set_gain_checkpoint(run, 0.5)
+    environment = clean_environment(PYTHONPATH=gain_plugin_path(folder / "site"))
+    return run, configuration, environment
+
+
+def write_song(path, seconds=1.5, rate=8000, channels=2):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    soundfile.write(path, rng.normal(0, 0.1, (int(seconds * rate), channels)).astype(np.float32), rate)
+    return path
+
+
+def test_predict_a_song_into_the_run_folder(trained, tmp_path):
+    run, _, environment = trained
+    song = write_song(tmp_path / "My Song.wav")
+    result = run_unmix("predict", "--run-folder", str(run), "--song", str(song), env=environment)
+    assert result.returncode == 0, result.stderr
+    target, rate = soundfile.read(run / "predictions" / "My Song_vocals.wav")
+    rest, _ = soundfile.read(run / "predictions" / "My Song_rest.wav")
+    original, _ = soundfile.read(song)
+    assert rate == 8000 and target.shape == original.shape
+    np.testing.assert_allclose(target + rest, original, atol=2 / 32768)
+    assert "separated 1 of 1 songs" in result.stdout
+
+
+def test_predict_a_folder_with_weights_format_and_template(trained, tmp_path):
+    run, configuration, environment = trained
+    write_song(tmp_path / "songs" / "a.wav")
+    write_song(tmp_path / "songs" / "nested" / "b.flac", channels=1)
+    result = run_unmix("predict", "--weights", str(run / "weights" / "best.npz"), "--configuration",
+                       str(configuration), "--songs", str(tmp_path / "songs"), "--output", str(tmp_path / "out"),
+                       "--format", "flac", "--filename", "{stem}-{song}.{ext}", env=environment)
+    assert result.returncode == 0, result.stderr
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert written == ["rest-a.flac", "rest-b.flac", "vocals-a.flac", "vocals-b.flac"]
+    assert soundfile.info(tmp_path / "out" / "vocals-b.flac").channels == 1
+
+
+def test_bad_prediction_input_is_one_line(trained, tmp_path):
+    run, configuration, environment = trained
+    song = write_song(tmp_path / "song.wav")
+    (tmp_path / "noaudio").mkdir()
+    (tmp_path / "noaudio" / "notes.txt").write_text("no audio here")
+    (tmp_path / "fake.wav").write_text("this is text, not audio")
+    (tmp_path / "a-file").write_text("")
+    cases = [
+        (["--run-folder", str(tmp_path / "missing"), "--song", str(song)], ["missing", "does not exist"]),
+        (["--weights", str(tmp_path / "none.npz"), "--configuration", str(configuration), "--song", str(song)],
+         ["none.npz"]),
+        (["--run-folder", str(run), "--song", str(tmp_path / "fake.wav")], ["fake.wav"]),
+        (["--run-folder", str(run), "--songs", str(tmp_path / "noaudio")], ["noaudio"]),
+        (["--run-folder", str(run), "--song", str(song), "--output", str(tmp_path / "a-file" / "out")], ["a-file"]),
+        (["--run-folder", str(run), "--youtube", "https://www.youtube.com/watch?v=short"], ["youtube"]),
+    ]
+    for arguments, fragments in cases:
+        assert_one_line_error(run_unmix("predict", *arguments, env=environment), *fragments)
+
+
+def test_weights_of_another_backend_are_refused(trained, tmp_path):
+    _, configuration, environment = trained
+    keras_file = tmp_path / "model.keras"
+    keras_file.write_bytes(b"not really keras")
+    result = run_unmix("predict", "--weights", str(keras_file), "--configuration", str(configuration), "--song",
+                       str(write_song(tmp_path / "s.wav")), env=environment)
+    assert_one_line_error(result, "model.keras", "configuration the weights were trained with")

@@ -1,0 +1,109 @@
+import attrs
+import numpy as np
+import pytest
+import soundfile
+
+from tests import gain_model_plugin
+from tests.training_fixtures import set_gain_checkpoint, write_configuration, write_seed_collection
+from unmix.core import api
+from unmix.core.audio import resample
+from unmix.core.interfaces import ExportOptions
+from unmix.core.plugins import plugin_manager
+from unmix.core.prediction import exporter_for, separate_file
+from unmix.core.training import train
+
+
+@pytest.fixture(scope="module")
+def gain_run(tmp_path_factory):
+    manager = plugin_manager()
+    if "gain-test" not in manager.infos:
+        manager.register(gain_model_plugin, "gain-test")
+    folder = tmp_path_factory.mktemp("gain-run")
+    collection = write_seed_collection(folder / "collection", songs=4)
+    configuration = write_configuration(folder / "tiny.jsonc", collection, "gain-mask", epochs=1)
+    return train(configuration, working_directory=folder).path
+
+
+def tone(seconds, rate, channels, seed=0):
+    rng = np.random.default_rng(seed)
+    time_axis = np.arange(int(seconds * rate)) / rate
+    signal = [0.3 * np.sin(2 * np.pi * (330 + 110 * c) * time_axis) + rng.normal(0, 0.05, time_axis.size)
+              for c in range(channels)]
+    return np.asarray(signal, dtype=np.float32)
+
+
+def db(error, reference):
+    return 10 * np.log10(np.sum(error**2) / np.sum(reference**2) + 1e-30)
+
+
+def separate_to_files(engine, path, folder, chunk_seconds=None):
+    if chunk_seconds is not None:
+        engine.settings = attrs.evolve(
+            engine.settings, prediction=attrs.evolve(engine.settings.prediction, chunk_seconds=chunk_seconds))
+    result = separate_file(engine, path, folder, exporter_for("wav"), ExportOptions(bit_depth="float"),
+                           "{song}_{stem}.{ext}", progress=False)
+    target, target_rate = soundfile.read(result.files["vocals"], dtype="float32", always_2d=True)
+    rest, rest_rate = soundfile.read(result.files["rest"], dtype="float32", always_2d=True)
+    assert target_rate == rest_rate
+    return target.T, rest.T, target_rate
+
+
+@pytest.mark.parametrize(("rate", "channels", "seconds"), [(8000, 1, 3.0001), (44100, 2, 2.5), (22050, 1, 0.7)])
+def test_mask_one_reproduces_the_input(gain_run, tmp_path, rate, channels, seconds):
+    set_gain_checkpoint(gain_run, 1.0)
+    engine = api.create_engine(gain_run)
+    audio = tone(seconds, rate, channels)
+    soundfile.write(tmp_path / "song.wav", audio.T, rate, subtype="FLOAT")
+    target, rest, out_rate = separate_to_files(engine, tmp_path / "song.wav", tmp_path / "out")
+    assert out_rate == rate
+    assert target.shape == audio.shape
+    np.testing.assert_allclose(target + rest, audio, atol=1e-6)
+    if rate == engine.sample_rate:
+        assert db(target - audio, audio) < -60
+        assert db(rest, audio) < -60
+    else:  # the model hears only what its rate can carry; the rest keeps everything above
+        in_band = resample(resample(audio, rate, engine.sample_rate), engine.sample_rate, rate)[:, :audio.shape[1]]
+        target = target[:, :in_band.shape[1]]
+        assert db(target - in_band, in_band) < -40
+
+
+def test_mask_zero_gives_silence_and_the_rest_is_the_input(gain_run, tmp_path):
+    set_gain_checkpoint(gain_run, 0.0)
+    engine = api.create_engine(gain_run)
+    audio = tone(2.0, 8000, 2)
+    soundfile.write(tmp_path / "song.wav", audio.T, 8000, subtype="FLOAT")
+    target, rest, _ = separate_to_files(engine, tmp_path / "song.wav", tmp_path / "out")
+    assert np.abs(target).max() == 0
+    np.testing.assert_array_equal(rest, audio)
+
+
+def test_streaming_in_chunks_equals_separating_the_whole_song(gain_run, tmp_path):
+    set_gain_checkpoint(gain_run, 0.5)
+    engine = api.create_engine(gain_run)
+    audio = tone(7.3, 8000, 1, seed=3)
+    soundfile.write(tmp_path / "song.wav", audio.T, 8000, subtype="FLOAT")
+    chunked_target, _, _ = separate_to_files(engine, tmp_path / "song.wav", tmp_path / "chunked", chunk_seconds=1.0)
+    whole_target, _ = api.separate(engine, audio, 8000)
+    np.testing.assert_allclose(chunked_target, whole_target, atol=1e-6)
+    np.testing.assert_allclose(whole_target, 0.5 * audio, atol=2e-3)
+
+
+def test_run_prediction_keeps_the_seed_api(gain_run):
+    set_gain_checkpoint(gain_run, 1.0)
+    engine = api.create_engine(gain_run)
+    audio = tone(1.0, 8000, 2)
+    from unmix.core.audio import stft
+
+    spectrogram = stft(audio, 256)
+    target, rest = api.run_prediction(engine, [spectrogram[0], spectrogram[1]])
+    assert target.shape == rest.shape == (2, audio.shape[1])
+    assert db(target - audio, audio) < -60
+
+
+def test_separate_a_plain_waveform_at_another_rate(gain_run):
+    set_gain_checkpoint(gain_run, 1.0)
+    engine = api.create_engine(gain_run)
+    audio = tone(1.5, 44100, 1)[0]
+    target, rest = api.separate(engine, audio, 44100)
+    assert target.shape == audio.shape
+    np.testing.assert_allclose(target + rest, audio, atol=1e-6)
