@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from unmix.cli.config_commands import config
+from unmix.cli.evaluate_command import evaluate
 from unmix.cli.generate_command import generate
 from unmix.cli.plugins_command import plugins
 from unmix.cli.predict_command import predict
@@ -71,6 +72,7 @@ cli.add_command(config)
 cli.add_command(generate)
 cli.add_command(train)
 cli.add_command(predict)
+cli.add_command(evaluate)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,6 +9,7 @@ import csv
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -98,12 +99,26 @@ def forget_results_after(path: Path, separator: str, epoch: int) -> None:
     write_atomically(path, write)
 
 
-def read_results(path: Path, separator: str = ";") -> list[dict[str, float]]:
+def read_results(path: Path, separator: str = ";") -> list[dict[str, Any]]:
+    """The numeric columns of a results.csv or accuracy.csv (plus accuracy.csv's `type`), per row."""
     if not path.is_file():
         return []
+    rows = []
     with path.open(encoding="utf-8") as handle:
-        return [{key: float(value) for key, value in row.items() if value not in ("", None)}
-                for row in csv.DictReader(handle, delimiter=separator)]
+        for row in csv.DictReader(handle, delimiter=separator):
+            parsed: dict[str, Any] = {key: number for key, value in row.items()
+                                      if (number := _number(value)) is not None}
+            if row.get("type"):
+                parsed["type"] = row["type"]
+            rows.append(parsed)
+    return rows
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in ("", None) else None
+    except ValueError:
+        return None
 
 
 class Checkpoints:
@@ -206,10 +221,11 @@ def plot_losses(run: RunFolder, results: Path, separator: str = ";") -> Path | N
     axis.set_ylabel("loss")
     axis.set_title(f"{run.name}: training and validation loss")
     axis.grid(alpha=0.3)
-    accuracy = read_results(run.file("accuracy.csv"), separator)
+    accuracy = [row for row in read_results(run.file("accuracy.csv"), separator)
+                if row.get("type") == "model" and "epoch" in row]
     if accuracy:
         sdr_axis = axis.twinx()
-        keys = sorted({key for row in accuracy for key in row if key.endswith("_sdr")})
+        keys = [key for key in ("target_museval_sdr", "target_sdr") if any(key in row for row in accuracy)]
         for key in keys:
             epochs_tested = [row["epoch"] for row in accuracy if key in row]
             values = [row[key] for row in accuracy if key in row]

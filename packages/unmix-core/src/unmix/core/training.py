@@ -51,15 +51,6 @@ class TrainingContext:
     data: TrainingData
 
 
-_epoch_hooks: list[EpochHook] = []
-
-
-def add_epoch_hook(hook: EpochHook) -> None:
-    """Run `hook` after every epoch's callbacks; used for accuracy tests every test_frequency epochs."""
-    if hook not in _epoch_hooks:
-        _epoch_hooks.append(hook)
-
-
 def build_model(loaded: LoadedConfiguration, input_shape: tuple[int, int, int]) -> SeparationModel:
     builder = plugin_manager().get("models", loaded.settings.training.model.name)
     return builder(loaded.settings, tuple(input_shape))
@@ -136,6 +127,11 @@ def _fit(model: SeparationModel, run: RunFolder, loaded: LoadedConfiguration, da
     settings = loaded.settings
     callbacks = build_callbacks(settings.training.callbacks, model, run)
     context = TrainingContext(run=run, loaded=loaded, model=model, data=data)
+    hooks: list[EpochHook] = []
+    if settings.collection.test_frequency > 0 and data.test_songs:
+        from unmix.core.evaluate import accuracy_hook
+
+        hooks.append(accuracy_hook())
     total_epochs = settings.training.epoch.count
     if state.stop_reason is not None or state.epoch >= total_epochs:
         log.info("nothing to do: %s", state.stop_reason or f"all {total_epochs} epochs are done")
@@ -155,7 +151,7 @@ def _fit(model: SeparationModel, run: RunFolder, loaded: LoadedConfiguration, da
                 callback.on_epoch_end(epoch, logs, state)
             state.learning_rate = model.learning_rate
             run.write_json(run.state_file, attrs.asdict(state))
-            for hook in _epoch_hooks:
+            for hook in hooks:
                 hook(epoch, logs, state, context)
             shown = ", ".join(f"{key} {value:.5g}" for key, value in sorted(logs.items()))
             log.info("epoch %d/%d (%.1f s): %s", epoch, total_epochs, time.monotonic() - started, shown)

@@ -1,0 +1,71 @@
+import csv
+import json
+
+import pytest
+
+from tests import gain_model_plugin
+from tests.helpers import assert_one_line_error, clean_environment, run_unmix
+from tests.training_fixtures import gain_plugin_path, write_configuration, write_seed_collection
+from unmix.core.plugins import plugin_manager
+from unmix.core.training import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    manager = plugin_manager()
+    if "gain-test" not in manager.infos:
+        manager.register(gain_model_plugin, "gain-test")
+    folder = tmp_path_factory.mktemp("evaluate")
+    collection = write_seed_collection(folder / "collection", songs=6, seconds=2.0)
+    configuration = write_configuration(folder / "tiny.jsonc", collection, "gain-mask", epochs=3)
+    run = train(configuration, working_directory=folder).path
+    return run, collection, clean_environment(PYTHONPATH=gain_plugin_path(folder / "site"))
+
+
+def test_evaluate_writes_reports_with_baselines(trained):
+    run, collection, environment = trained
+    result = run_unmix("evaluate", "--run-folder", str(run), "--collection", str(collection),
+                       "--test-data-count", "2", "--jobs", "2", env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "museval_sdr" in result.stdout and "mixture" in result.stdout and "oracle" in result.stdout
+    report = json.loads((run / "evaluation.json").read_text())
+    assert {entry["method"] for entry in report["songs"]} == {"model", "mixture", "oracle"}
+    assert len({entry["song"] for entry in report["songs"]}) == 2
+    summary = report["summary"]
+    assert summary["oracle"]["target"]["sdr"]["median"] > summary["mixture"]["target"]["sdr"]["median"]
+    with (run / "accuracy.csv").open() as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    assert [row["type"] for row in rows] == ["model", "mixture", "oracle"]
+    assert float(rows[0]["voc_sdr"]) == pytest.approx(summary["model"]["target"]["bss_sdr"]["median"], abs=1e-3)
+    assert (run / "evaluation.txt").is_file() and (run / "plots" / "evaluation_sdr.png").is_file()
+    assert list((run / "plots").glob("spectrograms_*.png"))
+
+
+def test_accuracy_tests_during_training_append_rows_per_epoch(tmp_path):
+    manager = plugin_manager()
+    if "gain-test" not in manager.infos:
+        manager.register(gain_model_plugin, "gain-test")
+    collection = write_seed_collection(tmp_path / "collection", songs=5, seconds=1.5)
+    configuration = write_configuration(tmp_path / "tested.jsonc", collection, "gain-mask", epochs=4)
+    text = configuration.read_text().replace('"test_frequency": 0', '"test_frequency": 2')
+    configuration.write_text(text)
+    run = train(configuration, working_directory=tmp_path).path
+    with (run / "accuracy.csv").open() as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    assert [(row["epoch"], row["type"]) for row in rows] == [
+        ("2", "model"), ("2", "mixture"), ("2", "oracle"), ("4", "model"), ("4", "mixture"), ("4", "oracle")]
+
+
+def test_bad_evaluation_input_is_one_line(trained, tmp_path):
+    run, _, environment = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(run_unmix("evaluate", "--run-folder", str(tmp_path / "nope"), "--collection",
+                                    str(empty), env=environment), "nope")
+    assert_one_line_error(run_unmix("evaluate", "--run-folder", str(run), "--collection", str(empty),
+                                    env=environment), "empty")
+    no_model = tmp_path / "no-model"
+    no_model.mkdir()
+    (no_model / "configuration.jsonc").write_text((run / "configuration.jsonc").read_text())
+    assert_one_line_error(run_unmix("evaluate", "--run-folder", str(no_model), "--collection", str(empty),
+                                    env=environment), "no-model")
