@@ -88,4 +88,4 @@ class GainMaskModel:
 
 @hookimpl
 def register_models(register):
-    register("gain-mask", GainMaskModel)
+    register("numpy:gain-mask", GainMaskModel)

@@ -31,7 +31,8 @@ def write_seed_collection(folder: Path, songs: int = 8, seconds: float = 2.0, sa
     return folder
 
 
-def write_configuration(path: Path, collection: Path, model: str, epochs: int = 3, **model_options) -> Path:
+def write_configuration(path: Path, collection: Path, model: str, epochs: int = 3, backend: str = "numpy",
+                        **model_options) -> Path:
     configuration = {
         "environment": {"name": "test"},
         "collection": {"folder": str(collection), "sample_rate": 8000, "song_limit": 0, "validation_ratio": 0.25,
@@ -40,7 +41,7 @@ def write_configuration(path: Path, collection: Path, model: str, epochs: int = 
         "transformation": {"name": "train_window_predict_mask", "options": {"size": 16, "step": 16}},
         "training": {"epoch": {"count": epochs}, "batch_size": 4, "limit_items_per_song": 0,
                      "optimizer": {"name": "adam", "lr": 0.5},
-                     "model": {"name": model, "options": model_options},
+                     "backend": backend, "model": {"name": model, "options": model_options},
                      "callbacks": {"tensorboard": {"enabled": False}}},
     }
     path.write_text("// a tiny training run for tests\n" + json.dumps(configuration, indent=2))

@@ -14,7 +14,7 @@ TONE_PLUGIN = """
 
     @hookimpl
     def register_models(register):
-        register("tone", ToneModel)
+        register("numpy:tone", ToneModel)
 
     @hookimpl
     def register_commands(cli):
@@ -66,13 +66,13 @@ def test_plugins_lists_entry_point_plugins_and_reports_a_broken_one(tmp_path):
     listing = json.loads(result.stdout)
     tone = next(plugin for plugin in listing["plugins"] if plugin["name"] == "tone")
     assert tone["distribution"] == "unmix-tone" and tone["version"] == "2.0.0"
-    assert tone["registers"] == {"models": ["tone"]}
+    assert tone["registers"] == {"models": ["numpy:tone"]}
     assert any("'broken'" in failure and "not_a_real_module" in failure for failure in listing["failures"])
     assert "plugin 'broken'" in result.stderr  # also warned once on stderr
 
     text = run_unmix("plugins", env=environment)
     assert "tone (unmix-tone 2.0.0)" in text.stdout
-    assert "models: tone" in text.stdout
+    assert "models: numpy:tone" in text.stdout
 
 
 def test_a_plugin_can_add_a_command(tmp_path):
@@ -128,6 +128,7 @@ def test_bad_configurations_get_one_line_and_exit_code_2(tmp_path):
 
 def test_unknown_plugin_name_lists_the_known_ones(tmp_path):
     write(tmp_path, "master.jsonc", "{}")
-    path = write(tmp_path, "model.jsonc", '{"training": {"model": {"name": "tome"}}}')
+    path = write(tmp_path, "model.jsonc", '{"training": {"backend": "numpy", "model": {"name": "tome"}}}')
     result = run_unmix("config", "check", path, cwd=tmp_path, env=with_plugins(tmp_path))
-    assert_one_line_error(result, "training.model.name", "unknown model 'tome'", "did you mean 'tone'", "tone [tone]")
+    assert_one_line_error(result, "training.model.name", "unknown model 'numpy:tome'", "did you mean 'numpy:tone'",
+                          "numpy:tone [tone]")

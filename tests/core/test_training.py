@@ -131,4 +131,8 @@ def test_bad_training_input_is_one_line(tmp_path):
     collection = write_seed_collection(tmp_path / "collection", songs=3)
     configuration = write_configuration(tmp_path / "model.jsonc", collection, "gain-masc")
     result = run_unmix("train", str(configuration), env=environment)
-    assert result.returncode == 2 and "unknown model 'gain-masc'" in result.stderr, result.stderr
+    assert result.returncode == 2 and "unknown model 'numpy:gain-masc'" in result.stderr, result.stderr
+
+    configuration = write_configuration(tmp_path / "torch.jsonc", collection, "gain-mask", backend="jax")
+    result = run_unmix("train", str(configuration), env=environment)
+    assert result.returncode == 2 and "training.backend 'jax' has no models installed" in result.stderr

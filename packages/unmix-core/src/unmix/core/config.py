@@ -357,7 +357,7 @@ def check_plugin_names(loaded: LoadedConfiguration, manager: Any) -> list[str]:
     """
     settings = loaded.settings
     names = [
-        ("training.model.name", "models", settings.training.model.name),
+        ("training.model.name", "models", f"{settings.training.backend}:{settings.training.model.name}"),
         ("transformation.name", "transforms", settings.transformation.name),
         ("prediction.format", "exporters", settings.prediction.format),
     ]

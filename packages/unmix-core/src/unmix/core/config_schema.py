@@ -3,7 +3,7 @@
 Key names are the seed's (see SEED-NOTES section 2), so the original configuration files load
 unchanged; defaults are the seed's master.jsonc values. Keys new in unmix: `collection.target`,
 `collection.dataset`, `spectrogram_generation.hop_length`, `training.distribution`,
-`prediction.*` and `augmentation.*`.
+`training.backend`, `prediction.*` and `augmentation.*`.
 
 Each field's metadata carries its bounds (`minimum`, `maximum`) and `choices`; the loader in
 `unmix.core.config` checks them and reports the dotted key and the file that set it.
@@ -202,6 +202,8 @@ class Training:
     model: Model = section(Model)
     callbacks: Callbacks = section(Callbacks)
     distribution: str = setting("none", choices=("none", "mirrored", "multi_worker", "ddp"))
+    # Which framework trains the model: models are registered per backend as "<backend>:<name>".
+    backend: str = setting("tensorflow")
 
 
 @attrs.frozen

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from unmix.core.callbacks import LAST, TrainingState, build_callbacks, forget_results_after
 from unmix.core.config import LoadedConfiguration, load_configuration
+from unmix.core.config_schema import Configuration
 from unmix.core.errors import UnmixError
 from unmix.core.interfaces import Metrics, SeparationModel
 from unmix.core.plugins import plugin_manager
@@ -51,9 +52,24 @@ class TrainingContext:
     data: TrainingData
 
 
+BACKEND_PACKAGES = {"tensorflow": "unmix-tf", "torch": "unmix-torch"}
+
+
+def model_key(settings: Configuration) -> str:
+    """Models are registered per backend, as "<backend>:<name>" ("tensorflow:hourglass")."""
+    return f"{settings.training.backend}:{settings.training.model.name}"
+
+
 def build_model(loaded: LoadedConfiguration, input_shape: tuple[int, int, int]) -> SeparationModel:
-    builder = plugin_manager().get("models", loaded.settings.training.model.name)
-    return builder(loaded.settings, tuple(input_shape))
+    settings = loaded.settings
+    registry = plugin_manager().registry("models")
+    backend = settings.training.backend
+    if not any(name.lower().startswith(f"{backend.lower()}:") for name in registry.names()):
+        package = BACKEND_PACKAGES.get(backend, f"a plugin for the '{backend}' backend")
+        raise UnmixError(f"{loaded.path}: training.backend '{backend}' has no models installed; "
+                         f"install {package} (see `unmix plugins`)")
+    builder = registry.get(model_key(settings))
+    return builder(settings, tuple(input_shape))
 
 
 def describe_model(model: SeparationModel, loaded: LoadedConfiguration, input_shape: Sequence[int]) -> dict:
