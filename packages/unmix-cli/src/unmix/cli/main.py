@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from unmix.cli.config_commands import config
+from unmix.cli.datasets_command import datasets
 from unmix.cli.evaluate_command import evaluate
 from unmix.cli.generate_command import generate
 from unmix.cli.plugins_command import plugins
@@ -72,6 +73,7 @@ cli.add_command(config)
 cli.add_command(generate)
 cli.add_command(train)
 cli.add_command(predict)
+cli.add_command(datasets)
 cli.add_command(evaluate)
 
 
