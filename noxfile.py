@@ -12,7 +12,7 @@ nox.options.reuse_existing_virtualenvs = True
 PACKAGES = [
     "-e", "packages/unmix-core",
     "-e", "packages/unmix-cli",
-    "-e", "packages/unmix-sources",
+    "-e", "packages/unmix-sources[demo]",
     "-e", "packages/unmix-tf[cpu]",
     "-e", "packages/unmix-torch",
 ]
