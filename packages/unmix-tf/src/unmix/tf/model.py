@@ -1,0 +1,368 @@
+"""`KerasSeparationModel`: a Keras network and its optimiser behind core's `SeparationModel` protocol.
+
+Training runs a compiled `tf.function` step of our own (GradientTape, then
+`optimizer.apply_gradients`) rather than `keras.Model.fit`, because:
+
+- the seed's mask loss needs the network input next to target and output (see
+  `unmix.tf.losses`), while `predict()` must keep returning the raw mask;
+- core's driver owns the epoch loop, the progress bar and Ctrl-C, and hands over an iterable of
+  numpy batches per epoch; one step per batch fits that exactly;
+- the same step runs under any tf.distribute strategy through `strategy.run`.
+
+Batches are fed to the step straight from the iterable. A `tf.data.Dataset.from_generator`
+pipeline with prefetch was measured against it (benchmarks/bench_tf_training.py, tiny hourglass,
+2-core CPU): about 31 ms per step either way, and 43-53 ms direct against 51 ms with 10 ms of
+pipeline work per batch, so no consistent gain (core's loader already works in parallel
+workers). It would also turn core's one-line data errors (an unreadable song) into TensorFlow
+errors raised from another thread, and keep pulling batches after the driver stops an epoch.
+
+Checkpoints are single `.keras` files (architecture, weights and optimiser state, plus an
+`unmix.json` entry with the loss and metric names), written under a temporary name and renamed
+into place, so a crash never leaves half a checkpoint; `load_checkpoint_model` rebuilds a model
+from one file alone.
+
+`training.model.options.mixed_precision: true` computes in float16 with float32 weights and a
+dynamic loss scale. It is meant for GPUs; on a CPU it works (same results within float16
+precision) but is not faster, and a warning says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from unmix.core.config_schema import Configuration
+from unmix.core.interfaces import Batch, Metrics
+from unmix.tf.distribution import strategy_for
+from unmix.tf.errors import ModelError
+from unmix.tf.losses import get_loss, get_metric
+from unmix.tf.optimizers import make_optimizer
+
+log = logging.getLogger("unmix")
+
+NetworkBuilder = Callable[[Mapping[str, Any], tuple[int, int, int]], keras.Model]
+
+DESCRIPTION_ENTRY = "unmix.json"
+"""The entry added to the .keras archive for what Keras does not keep: loss and metric names, and
+the model name, window shape and weight shapes that `load_checkpoint` compares to name a mismatch."""
+
+
+def build_model(
+    name: str, settings: Configuration, input_shape: tuple[int, int, int], network_builder: NetworkBuilder
+) -> KerasSeparationModel:
+    """Check the configuration's loss, optimiser and options, then build network and optimiser under the strategy."""
+    training = settings.training
+    options = dict(training.model.options)
+    mixed_precision = options.pop("mixed_precision", False)
+    if not isinstance(mixed_precision, bool):
+        raise ModelError(f"training.model.options.mixed_precision must be true or false, not {mixed_precision!r}")
+    loss = get_loss(training.loss_function)
+    for metric in training.metrics:
+        get_metric(metric)
+    input_shape = tuple(int(size) for size in input_shape)
+    strategy = strategy_for(training.distribution)
+    with strategy.scope(), _dtype_policy(mixed_precision):
+        optimizer = make_optimizer(training.optimizer.name, training.optimizer.lr, mixed_precision)
+        network = network_builder(options, input_shape)
+    output_shape = tuple(network.output_shape[1:])
+    if loss.uses_input and output_shape != input_shape:
+        raise ModelError(
+            f"training.loss_function '{training.loss_function}' multiplies the output by the input window, but "
+            f"model '{name}' outputs {output_shape} for inputs {input_shape}: use a loss such as mean_squared_error"
+        )
+    if mixed_precision and not tf.config.list_physical_devices("GPU"):
+        log.warning("mixed_precision is on but there is no GPU: training works, but is not faster than float32")
+    description = {
+        "model": name,
+        "loss_function": training.loss_function,
+        "metrics": list(training.metrics),
+        "mixed_precision": mixed_precision,
+        "input_shape": list(input_shape),
+        "weight_shapes": weight_shapes(network),
+    }
+    return KerasSeparationModel(network, optimizer, description, strategy, settings.prediction.batch_size)
+
+
+def weight_shapes(network: keras.Model) -> list[list[int]]:
+    """The architecture's fingerprint as far as loading weights is concerned."""
+    return [[int(size) for size in variable.shape] for variable in network.weights]
+
+
+def load_checkpoint_model(
+    path: str | os.PathLike[str], distribution: str = "none", prediction_batch_size: int = 16
+) -> KerasSeparationModel:
+    """A model rebuilt from one checkpoint file: architecture, weights, optimiser state, loss and metrics."""
+    path = Path(path)
+    description = _read_description(path)
+    strategy = strategy_for(distribution)
+    with strategy.scope():
+        try:
+            network = keras.saving.load_model(path, compile=True)
+        except (ValueError, OSError, KeyError, TypeError) as error:
+            reason = _first_line(error)
+            raise ModelError(f"checkpoint '{path}' cannot be read ({reason}); use another checkpoint") from None
+    return KerasSeparationModel(network, network.optimizer, description, strategy, prediction_batch_size)
+
+
+class KerasSeparationModel:
+    """A Keras network with its optimiser, loss and metrics; see the module docstring for how it trains."""
+
+    backend = "tensorflow"
+    checkpoint_suffix = ".keras"
+
+    def __init__(
+        self,
+        network: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        description: Mapping[str, Any],
+        strategy: tf.distribute.Strategy,
+        prediction_batch_size: int = 16,
+    ) -> None:
+        self.network = network
+        self.optimizer = optimizer
+        self.description = dict(description)
+        self.strategy = strategy
+        self.prediction_batch_size = prediction_batch_size
+        self._loss = get_loss(self.description["loss_function"])
+        self._metrics = {name: get_metric(name) for name in self.description["metrics"]}
+        # The default strategy cannot list its devices; it has exactly one.
+        self._local_devices = len(strategy.extended.worker_devices) if strategy.num_replicas_in_sync > 1 else 1
+        with strategy.scope():
+            if getattr(network, "optimizer", None) is not optimizer:
+                # Attaching the optimiser is what makes `network.save` store its state.
+                network.compile(optimizer=optimizer)
+            optimizer.build(network.trainable_variables)
+        self._train_step = tf.function(self._distributed_train_step, reduce_retracing=True)
+        self._evaluate_step = tf.function(self._distributed_evaluate_step, reduce_retracing=True)
+        self._predict_step = tf.function(lambda inputs: network(inputs, training=False), reduce_retracing=True)
+
+    def trainable_parameters(self) -> int:
+        return int(sum(np.prod(variable.shape) for variable in self.network.trainable_weights))
+
+    def summary(self) -> str:
+        lines: list[str] = []
+        self.network.summary(line_length=110, print_fn=lambda line, line_break=True: lines.append(line))
+        return "\n".join(lines)
+
+    def train_epoch(self, batches: Iterable[Batch], steps: int, on_batch: Callable[[int, Metrics], None]) -> Metrics:
+        """`on_batch(step, running means)` after every batch, step counting from 0 as Keras' callbacks do."""
+        running = _RunningMean()
+        for step, (inputs, targets) in zip(range(steps), batches, strict=False):
+            running.add(self._train_step(*self._distribute(inputs, targets)), len(inputs))
+            on_batch(step, running.values())
+        return running.result("training")
+
+    def evaluate(self, batches: Iterable[Batch], steps: int) -> Metrics:
+        running = _RunningMean()
+        for _, (inputs, targets) in zip(range(steps), batches, strict=False):
+            running.add(self._evaluate_step(*self._distribute(inputs, targets)), len(inputs))
+        return running.result("validation")
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """The raw network output (for mask models: the unclipped mask), in batches of prediction.batch_size."""
+        inputs = np.asarray(inputs, dtype=np.float32)
+        if len(inputs) == 0:
+            return np.zeros((0, *self.network.output_shape[1:]), dtype=np.float32)
+        size = self.prediction_batch_size
+        outputs = [
+            np.asarray(self._predict_step(tf.constant(inputs[start : start + size])), dtype=np.float32)
+            for start in range(0, len(inputs), size)
+        ]
+        return np.concatenate(outputs)
+
+    @property
+    def learning_rate(self) -> float:
+        return float(np.asarray(self.optimizer.learning_rate))
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.optimizer.learning_rate = float(value)
+
+    @property
+    def iterations(self) -> int:
+        """Optimiser steps taken since the model was created, resumes included."""
+        return int(np.asarray(self.optimizer.iterations))
+
+    def save_checkpoint(self, path: Path) -> None:
+        path = Path(path)
+        temporary = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
+        try:
+            self.network.save(temporary)
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(DESCRIPTION_ENTRY, json.dumps(self.description))
+            with open(temporary, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Weights and optimiser state (step count, moments, learning rate) from a checkpoint of the same model."""
+        path = Path(path)
+        self._check_fits(path, _read_description(path))
+        with self.strategy.scope():
+            try:
+                self.network.load_weights(path)
+            except (ValueError, OSError, KeyError) as error:
+                reason = _first_line(error)
+                raise ModelError(f"checkpoint '{path}' cannot be loaded ({reason}); use another checkpoint") from None
+
+    def _check_fits(self, path: Path, saved: Mapping[str, Any]) -> None:
+        """Name the setting that changed, before Keras reports a mismatch layer by layer."""
+        mine = self.description
+        if saved.get("model") != mine["model"]:
+            raise ModelError(f"checkpoint '{path}' holds a '{saved.get('model')}' model, not '{mine['model']}'")
+        if saved.get("input_shape") != mine["input_shape"]:
+            trained_on = tuple(saved.get("input_shape", ()))
+            raise ModelError(
+                f"checkpoint '{path}' was trained on windows of {trained_on}, this model takes "
+                f"{tuple(mine['input_shape'])}: spectrogram_generation.fft_length, transformation.options.size or "
+                "collection.stereo differ"
+            )
+        if saved.get("weight_shapes") != mine["weight_shapes"]:
+            raise ModelError(
+                f"checkpoint '{path}' does not fit this '{mine['model']}': its weights have other shapes, so "
+                "training.model.options differ from the ones it was trained with"
+            )
+
+    def _distribute(self, inputs: np.ndarray, targets: np.ndarray) -> tuple[Any, Any]:
+        """Split this worker's batch across its local devices (a no-op with one device)."""
+        inputs = np.asarray(inputs, dtype=np.float32)
+        targets = np.asarray(targets, dtype=np.float32)
+        if self._local_devices == 1:
+            return inputs, targets
+        return self._split(inputs), self._split(targets)
+
+    def _split(self, array: np.ndarray) -> Any:
+        parts = np.array_split(array, self._local_devices)
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda context: parts[context.replica_id_in_sync_group % self._local_devices]
+        )
+
+    def _distributed_train_step(self, inputs: Any, targets: Any) -> dict[str, tf.Tensor]:
+        return self._reduce(self.strategy.run(self._train_replica, args=(inputs, targets)))
+
+    def _distributed_evaluate_step(self, inputs: Any, targets: Any) -> dict[str, tf.Tensor]:
+        return self._reduce(self.strategy.run(self._evaluate_replica, args=(inputs, targets)))
+
+    def _train_replica(self, inputs: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tensor]:
+        share = _batch_share(inputs)
+        variables = self.network.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs = tf.cast(self.network(inputs, training=True), tf.float32)
+            loss = self._replica_loss(targets, outputs, inputs, share)
+            scaled = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return self._measure(loss, outputs, share)
+
+    def _evaluate_replica(self, inputs: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tensor]:
+        share = _batch_share(inputs)
+        outputs = tf.cast(self.network(inputs, training=False), tf.float32)
+        return self._measure(self._replica_loss(targets, outputs, inputs, share), outputs, share)
+
+    def _replica_loss(self, targets: tf.Tensor, outputs: tf.Tensor, inputs: tf.Tensor, share: tf.Tensor) -> tf.Tensor:
+        """This replica's part of the loss, so that summing over replicas gives the one-device value."""
+        value = self._loss.function(targets, outputs, inputs)
+        return value if self._loss.summed else tf.math.multiply_no_nan(value, share)
+
+    def _measure(self, loss: tf.Tensor, outputs: tf.Tensor, share: tf.Tensor) -> dict[str, tf.Tensor]:
+        measured = {"loss": loss}
+        for name, metric in self._metrics.items():
+            value = metric.function(outputs)
+            # A maximum is gathered from every replica (tf.distribute can only sum or average), so it needs a shape.
+            measured[name] = tf.math.multiply_no_nan(value, share) if metric.reduction == "mean" else value[None]
+        return measured
+
+    def _reduce(self, values: dict[str, Any]) -> dict[str, tf.Tensor]:
+        reduced = {"loss": self.strategy.reduce(tf.distribute.ReduceOp.SUM, values["loss"], axis=None)}
+        for name, metric in self._metrics.items():
+            if metric.reduction == "max":
+                reduced[name] = tf.reduce_max(self.strategy.gather(values[name], axis=0))
+            else:
+                reduced[name] = self.strategy.reduce(tf.distribute.ReduceOp.SUM, values[name], axis=None)
+        return reduced
+
+
+class _RunningMean:
+    """Batch-size weighted means of the step results, like the numbers Keras' progress bar shows."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def add(self, measured: Mapping[str, tf.Tensor], count: int) -> None:
+        self._count += count
+        for name, value in measured.items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(value) * count
+
+    def values(self) -> Metrics:
+        return {name: total / self._count for name, total in self._sums.items()}
+
+    def result(self, split: str) -> Metrics:
+        if not self._count:
+            raise ModelError(f"no {split} batches: the {split} data is empty")
+        return self.values()
+
+
+def _batch_share(inputs: tf.Tensor) -> tf.Tensor:
+    """This replica's fraction of the examples in the step, over all replicas and workers."""
+    count = tf.cast(tf.shape(inputs)[0], tf.float32)
+    total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return tf.math.divide_no_nan(count, total)
+
+
+@contextlib.contextmanager
+def _dtype_policy(mixed_precision: bool) -> Iterator[None]:
+    """Layers take the policy current when they are created; restore it so other models are unaffected."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _read_description(path: Path) -> dict[str, Any]:
+    """The checkpoint's unmix.json, after making sure the file is a whole Keras checkpoint."""
+    if not path.is_file():
+        raise ModelError(f"checkpoint '{path}' does not exist")
+    torch_message = (
+        f"checkpoint '{path}' was written by the PyTorch backend (unmix-torch); the Keras models read .keras "
+        "checkpoints: select the torch model in the configuration, or use a .keras checkpoint"
+    )
+    if path.suffix in (".pt", ".pth"):
+        raise ModelError(torch_message)
+    damaged = f"checkpoint '{path}' is not a readable Keras checkpoint"
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{damaged} (not a .keras archive; it may have been cut short): use another checkpoint")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if any(name.endswith("data.pkl") for name in names):
+                raise ModelError(torch_message)
+            if "config.json" not in names or "model.weights.h5" not in names:
+                raise ModelError(f"{damaged} (config.json or model.weights.h5 is missing): use another checkpoint")
+            broken = archive.testzip()
+            if broken is not None:
+                raise ModelError(f"{damaged} ({broken} is damaged): use another checkpoint")
+            if DESCRIPTION_ENTRY not in names:
+                raise ModelError(f"checkpoint '{path}' is a Keras model file but was not written by unmix")
+            return json.loads(archive.read(DESCRIPTION_ENTRY))
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ModelError(f"{damaged} ({_first_line(error)}): use another checkpoint") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
