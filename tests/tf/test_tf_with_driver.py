@@ -26,7 +26,7 @@ def write_tiny_hourglass_configuration(path, collection, epochs: int):
                      "backend": "tensorflow", "loss_function": "L11_loss_mean",
                      "optimizer": {"name": "adam", "lr": 0.001},
                      "model": {"name": "hourglass", "options": {"stacks": 2, "hg_module": {"filters": 8}}},
-                     "callbacks": {"tensorboard": {"enabled": False}}},
+                     "callbacks": {"tensorboard": {"enabled": True}}},
     }
     path.write_text(json.dumps(configuration, indent=2))
     return path
@@ -38,6 +38,7 @@ def test_hourglass_trains_with_the_driver_and_resumes(tmp_path):
     run = train(configuration, working_directory=tmp_path)
     assert json.loads((run.path / "model.json").read_text())["backend"] == "tensorflow"
     assert (run.path / "weights" / "best.keras").is_file()
+    assert list((run.path / "TensorBoard").glob("events.out.tfevents.*"))
 
     saved = json.loads(run.configuration_file.read_text().split("\n", 1)[-1])
     saved["training"]["epoch"]["count"] = 3

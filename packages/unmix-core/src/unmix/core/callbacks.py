@@ -6,6 +6,7 @@ which is saved with every checkpoint so that a resumed run continues exactly whe
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -190,6 +191,31 @@ class ReduceLearningRate:
             state.epochs_on_plateau = 0
 
 
+class TensorBoardLog:
+    """Epoch metrics as TensorBoard event files in the run folder, written by the backend.
+
+    TensorBoard's file format belongs to the frameworks, so core asks the model: a backend that
+    can write them offers `write_scalars(folder, epoch, values)`; for one that cannot, this says
+    so once in the log instead of failing the run.
+    """
+
+    def __init__(self, model: SeparationModel, folder: Path) -> None:
+        self.model = model
+        self.folder = folder
+        self.warned = False
+
+    def on_epoch_end(self, epoch: int, logs: Metrics, state: TrainingState) -> None:
+        write = getattr(self.model, "write_scalars", None)
+        if write is None:
+            if not self.warned:
+                logging.getLogger("unmix").warning(
+                    "training.callbacks.tensorboard is enabled but the %s backend writes no TensorBoard logs",
+                    self.model.backend)
+                self.warned = True
+            return
+        write(self.folder, epoch, logs)
+
+
 class LossPlot:
     """plots/loss.png redrawn every epoch from results.csv (and accuracy.csv when tests ran)."""
 
@@ -266,6 +292,8 @@ def build_callbacks(settings: Callbacks, model: SeparationModel, run: RunFolder)
         early = settings.early_stopping
         callbacks.append(EarlyStopping(early.monitor, early.min_delta, early.patience,
                                        monitor_mode(early.monitor, "auto")))
+    if settings.tensorboard.enabled:
+        callbacks.append(TensorBoardLog(model, run.path / Path(settings.tensorboard.folder).name))
     if settings.csv_logger.enabled:
         callbacks.append(LossPlot(run, run.file(settings.csv_logger.file_name), settings.csv_logger.separator))
     return callbacks

@@ -193,6 +193,17 @@ class KerasSeparationModel:
         """Optimiser steps taken since the model was created, resumes included."""
         return int(np.asarray(self.optimizer.iterations))
 
+    def write_scalars(self, folder: Path, epoch: int, values: Mapping[str, float]) -> None:
+        """TensorBoard event files for the run's epoch metrics (core's tensorboard callback calls this)."""
+        writers = self.__dict__.setdefault("_summary_writers", {})
+        if str(folder) not in writers:
+            writers[str(folder)] = tf.summary.create_file_writer(str(folder))
+        writer = writers[str(folder)]
+        with writer.as_default():
+            for name, value in values.items():
+                tf.summary.scalar(name, float(value), step=epoch)
+        writer.flush()
+
     def save_checkpoint(self, path: Path) -> None:
         path = Path(path)
         temporary = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
