@@ -208,20 +208,22 @@ def plot_song_sdr(run: RunFolder, scores: Sequence[SongScores], target: str, met
 
     songs = list(dict.fromkeys(score.song for score in scores))
     by_method = {(score.song, score.method): score.stems["target"].get(metric, math.nan) for score in scores}
-    figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(songs) + 2), 4.5))
+    figure, axis = plt.subplots(figsize=(max(7.0, 0.9 * len(songs) + 2), 5.5))
     width = 0.27
     positions = np.arange(len(songs))
     for offset, method in zip((-width, 0, width), METHODS, strict=True):
         axis.bar(positions + offset, [by_method.get((song, method), math.nan) for song in songs], width,
                  label=method)
-    axis.set_xticks(positions, songs, rotation=45, ha="right")
+    labels = [song if len(song) <= 28 else song[:27] + "…" for song in songs]
+    axis.set_xticks(positions, labels, rotation=40, ha="right", fontsize=8)
     axis.set_ylabel(f"{target} {metric} (dB)")
-    axis.set_title(f"{run.name}: {target} {metric} per song")
+    axis.set_title(f"{target} {metric} per song: model between its floor (mixture) and ceiling (oracle)\n{run.name}",
+                   fontsize=10)
     axis.axhline(0, color="black", linewidth=0.5)
     axis.legend()
     figure.tight_layout()
     path = run.folder("plots") / "evaluation_sdr.png"
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)
     return path
 
