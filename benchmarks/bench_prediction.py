@@ -58,6 +58,7 @@ def untrained_run(configuration: Path, folder: Path, options: dict | None = None
     from unmix.core.training import build_model, describe_model
     from unmix.core.training_data import create_transform
 
+    folder.mkdir(parents=True, exist_ok=True)
     child = folder / f"{configuration.stem}.jsonc"
     overrides = {"base": str(configuration.resolve()), "training": {"callbacks": {"tensorboard": {"enabled": False}}}}
     if options is not None:
@@ -88,6 +89,19 @@ def timed_cli_predict(run: Path, song: Path, output: Path, *extra: str) -> tuple
     return elapsed, {"peak_rss_mb": peak_kb / 1024}
 
 
+class SeedPerWindowModel:
+    """The original's inference loop: Keras `model.predict` called once per window (SEED-NOTES 6.2)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.network = getattr(model, "network", None)
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        if self.network is None:
+            return np.concatenate([self.model.predict(window[None]) for window in inputs])
+        return np.concatenate([self.network.predict(window[None], verbose=0) for window in inputs])
+
+
 def engine_overhead(run: Path, song: Path, folder: Path) -> dict:
     """In one process: separate the song, then run the bare network over as many windows."""
     from unmix.core import api
@@ -116,7 +130,7 @@ def engine_overhead(run: Path, song: Path, folder: Path) -> dict:
         engine.model.predict(inputs[first:first + engine.batch_size])
     network_seconds = time.perf_counter() - start
 
-    engine.batch_size = 1
+    engine.model = SeedPerWindowModel(engine.model)
     start = time.perf_counter()
     separate_file(engine, song, folder / "per-window", exporter_for("wav"), ExportOptions(), "{song}_{stem}.{ext}",
                   progress=False)
@@ -171,7 +185,7 @@ def main() -> None:
         print(f"engine_overhead {overhead:.2f} (engine {numbers['engine_seconds']:.1f} s / bare network "
               f"{numbers['network_seconds']:.1f} s over {numbers['windows']} windows; target <= 1.2: "
               f"{'ok' if overhead <= 1.2 else 'MISSED'})")
-        print(f"batched_vs_per_window {speedup:.1f}x (one window per model call: "
+        print(f"batched_vs_per_window {speedup:.1f}x (one Keras predict call per window, as the seed: "
               f"{numbers['per_window_seconds']:.1f} s; target >= 3: {'ok' if speedup >= 3 else 'MISSED'})")
 
         umx = open_unmix_real_time_factor(song.with_suffix(".mp3"))

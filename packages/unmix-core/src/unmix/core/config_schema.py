@@ -215,8 +215,9 @@ class Prediction:
     bitrate_kbps: int = setting(192, minimum=32, maximum=320)
     # Peaks above full scale: "clip" them, or "normalize" the whole stem below 0 dBFS.
     peak: str = setting("clip", choices=("clip", "normalize"))
-    # Seconds of audio separated at a time: memory depends on this, not on the song's length.
-    chunk_seconds: float = setting(30.0, minimum=1.0)
+    # Seconds of audio separated at a time: memory depends on this, not on the song's length. Each
+    # segment also reads a few seconds of context on both sides, so longer segments waste less.
+    chunk_seconds: float = setting(120.0, minimum=1.0)
 
 
 @attrs.frozen
