@@ -1,0 +1,77 @@
+"""A Keras-style text summary of a network, and its output shape, computed without computing.
+
+The network is rebuilt on PyTorch's "meta" device, where tensors have shapes but no data, and a
+window is pushed through it with hooks on the layers that hold weights: shapes and parameter
+counts of the full-size hourglass come out in milliseconds, with no memory allocated. Shapes are
+shown as (bins, frames, channels), the batches' layout, so the two backends' summaries read alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+import torch
+from torch import nn
+
+
+@attrs.frozen
+class Row:
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    parameters: int
+
+
+@attrs.frozen
+class Summary:
+    rows: tuple[Row, ...]
+    input_shape: tuple[int, int, int]
+    output_shape: tuple[int, int, int]
+    trainable: int
+    statistics: int
+    """Batch-norm moving means and variances: weights that are saved but not trained (Keras' non-trainable)."""
+
+    def text(self, title: str) -> str:
+        width = max([len(row.name) for row in self.rows] + [20]) + 2
+        header = f"{'Layer (type)':<{width + 14}}{'Output shape':<22}{'Param #':>12}"
+        lines = [f'Model: "{title}" (torch)', "-" * len(header), header, "=" * len(header)]
+        rows = [Row("input", "window", self.input_shape, 0), *self.rows, Row("output", "window", self.output_shape, 0)]
+        for row in rows:
+            label = f"{row.name} ({row.kind})"
+            lines.append(f"{label:<{width + 14}}{str(row.shape):<22}{row.parameters:>12,}")
+        lines += [
+            "=" * len(header),
+            f"Total params: {self.trainable + self.statistics:,}",
+            f"Trainable params: {self.trainable:,}",
+            f"Non-trainable params: {self.statistics:,}",
+        ]
+        return "\n".join(lines)
+
+
+def summarize(factory: Callable[[], nn.Module], input_shape: tuple[int, int, int]) -> Summary:
+    """Build the network with `factory` on the meta device and trace one (bins, frames, channels) window."""
+    with torch.device("meta"):
+        network = factory()
+    rows: list[Row] = []
+    hooks = []
+    for name, layer in network.named_modules():
+        own = sum(parameter.numel() for parameter in layer.parameters(recurse=False))
+        if own == 0:
+            continue
+
+        def record(module: nn.Module, inputs: object, output: torch.Tensor, name: str = name, own: int = own) -> None:
+            _batch, channels, bins, frames = output.shape
+            rows.append(Row(name, type(module).__name__, (bins, frames, channels), own))
+
+        hooks.append(layer.register_forward_hook(record))
+    bins, frames, channels = input_shape
+    network.eval()
+    with torch.no_grad():
+        output = network(torch.empty((1, channels, bins, frames), device="meta"))
+    for hook in hooks:
+        hook.remove()
+    statistics = sum(buffer.numel() for buffer in network.buffers() if buffer.is_floating_point())
+    trainable = sum(parameter.numel() for parameter in network.parameters() if parameter.requires_grad)
+    _batch, out_channels, out_bins, out_frames = (int(size) for size in output.shape)
+    return Summary(tuple(rows), tuple(input_shape), (out_bins, out_frames, out_channels), trainable, statistics)

@@ -1,0 +1,109 @@
+"""The example plugin packages under examples/, installed with pip into a fresh virtual environment.
+
+The environment sees unmix and its dependencies through a .pth file that adds this
+interpreter's site-packages as a site directory, so the editable unmix installs (themselves
+.pth files) work there without reinstalling anything. (`venv --system-site-packages` does not
+do it: from inside a virtual environment it exposes the base interpreter's packages, not the
+environment's.) The examples are built and installed for real (`pip --python VENV install`),
+then `unmix plugins --json` must list them, `unmix train` must train the example model, and a
+tone from the example source must be separated by it through the Python API.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPOSITORY, clean_environment
+from tests.training_fixtures import write_configuration, write_seed_collection
+
+EXAMPLES = REPOSITORY / "examples"
+PACKAGES = ("unmix-example-model", "unmix-example-tone")
+
+
+def run(*command: str | Path, timeout: float = 120, **keywords) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(part) for part in command], capture_output=True, text=True, timeout=timeout,
+                            env=clean_environment(OMP_NUM_THREADS="1"), **keywords)
+    assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def python(tmp_path_factory) -> Path:
+    """The interpreter of a new virtual environment with both examples installed by pip."""
+    folder = tmp_path_factory.mktemp("examples-venv")
+    run(sys.executable, "-m", "venv", "--without-pip", folder / "venv")
+    interpreter = folder / "venv" / ("Scripts" if os.name == "nt" else "bin") / "python"
+    site = Path(run(interpreter, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").stdout.strip())
+    parent = sysconfig.get_path("purelib")
+    (site / "_unmix_parent.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
+    # Without hatchling here, pip builds in an isolated environment, fetching hatchling from the package index.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
+    run(sys.executable, "-m", "pip", "--python", interpreter, "install", "--quiet", "--disable-pip-version-check",
+        "--no-deps", *isolation, *(EXAMPLES / package for package in PACKAGES), timeout=300)
+    return interpreter
+
+
+def test_the_examples_are_installed_only_in_the_new_environment(python):
+    assert importlib.util.find_spec("unmix_example_model") is None
+    run(python, "-c", "import unmix_example_model, unmix_example_tone, unmix.core")
+
+
+def test_unmix_plugins_lists_the_examples(python):
+    listing = json.loads(run(python, "-m", "unmix.cli", "plugins", "--json").stdout)
+    plugins = {plugin["name"]: plugin for plugin in listing["plugins"]}
+    assert listing["failures"] == [] and listing["conflicts"] == []
+    assert plugins["example-model"]["distribution"] == "unmix-example-model"
+    assert plugins["example-model"]["version"] == "0.1.0"
+    assert plugins["example-model"]["registers"] == {"models": ["numpy:example-gain"]}
+    assert plugins["example-tone"]["registers"] == {"sources": ["tone"]}
+    assert "torch:hourglass" in plugins["torch"]["registers"]["models"], "the example sits beside unmix's own plugins"
+
+
+SEPARATE = textwrap.dedent("""
+    import json, sys, tempfile
+    from pathlib import Path
+    import numpy as np, soundfile
+    from unmix.core.api import create_engine, separate
+    from unmix.sources.sources import find_source
+
+    uri = "tone://440+1800?seconds=1.5&rate=8000"
+    source = find_source(uri)
+    with tempfile.TemporaryDirectory() as folder:
+        (song,) = source.songs(uri, Path(folder))
+        mix, rate = soundfile.read(song.path, dtype="float32")
+    engine = create_engine(sys.argv[1])
+    target, rest = separate(engine, mix, rate)
+    print(json.dumps({"source": type(source).__module__, "model": type(engine.model).__module__,
+                      "song": song.name, "shapes": [list(mix.shape), list(target.shape)],
+                      "error": float(np.max(np.abs(target + rest - mix))), "target_energy": float(np.sum(target**2))}))
+""")
+
+
+def test_a_run_of_the_example_model_separates_a_tone_from_the_example_source(python, tmp_path):
+    collection = write_seed_collection(tmp_path / "collection", songs=4, seconds=1.5)
+    base = write_configuration(tmp_path / "tiny.jsonc", collection, "example-gain", epochs=2, backend="numpy")
+    configuration = tmp_path / "example.jsonc"
+    configuration.write_text(json.dumps({"base": base.name, "training": {"optimizer": {"lr": 0.05},
+                                                                          "metrics": ["mean_pred", "max_pred"]}}))
+    trained = run(python, "-m", "unmix.cli", "train", configuration, "--workingdir", tmp_path)
+    assert "trained" in trained.stdout
+    run_folder = next((tmp_path / "runs").iterdir())
+    assert json.loads((run_folder / "model.json").read_text())["backend"] == "numpy"
+    assert (run_folder / "weights" / "best.npz").is_file()
+
+    result = json.loads(run(python, "-c", SEPARATE, run_folder).stdout)
+    assert result["source"] == "unmix_example_tone.source"
+    assert result["model"] == "unmix_example_model.model"
+    assert result["song"] == "tone-440+1800"
+    assert result["shapes"] == [[12000], [12000]]
+    assert result["error"] < 1e-5, "target and rest add up to the mix"
+    assert result["target_energy"] > 0
