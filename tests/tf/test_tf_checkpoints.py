@@ -10,7 +10,7 @@ import pytest
 
 from tests.tf import tiny
 from tests.tf.tiny import half_gain_batches, tiny_settings
-from unmix.tf.errors import ModelError
+from unmix.core.errors import ModelError
 from unmix.tf.model import load_checkpoint_model
 
 # Keras' own saving code converts variables in a way NumPy 2 deprecates; not ours to fix.

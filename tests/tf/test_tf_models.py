@@ -11,9 +11,8 @@ from tests.helpers import CONFIGURATIONS
 from tests.tf.tiny import INPUT_SHAPE, build, tiny_settings
 from unmix.core.config import load_configuration
 from unmix.core.config_schema import Configuration, Optimizer
-from unmix.core.errors import PluginError, UnmixError
+from unmix.core.errors import ModelError, PluginError, UnmixError
 from unmix.core.plugins import plugin_manager
-from unmix.tf.errors import ModelError
 from unmix.tf.plugin import FRAME_NETWORKS, WINDOW_NETWORKS
 
 

@@ -23,11 +23,11 @@ pytest.importorskip("unmix.tf.hourglass")
 from tests.helpers import CONFIGURATIONS  # noqa: E402
 from tests.torch.tiny import build, half_gain_batches, ignore, tiny_settings  # noqa: E402
 from unmix.core.config import load_configuration  # noqa: E402
+from unmix.core.errors import ModelError  # noqa: E402
+from unmix.core.errors import ModelError as KerasModelError  # noqa: E402
 from unmix.core.plugins import plugin_manager  # noqa: E402
-from unmix.tf.errors import ModelError as KerasModelError  # noqa: E402
 from unmix.tf.hourglass import build_hourglass as build_keras_hourglass  # noqa: E402
 from unmix.torch.convert import copy_keras_weights  # noqa: E402
-from unmix.torch.errors import ModelError  # noqa: E402
 from unmix.torch.hourglass import build_hourglass  # noqa: E402
 
 # Narrow front and head widths keep the test fast and cover those options; the seed's widths are

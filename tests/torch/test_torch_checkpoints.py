@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.torch.tiny import NORM_OPTIONS, build, half_gain_batches, ignore, tiny_settings
-from unmix.torch.errors import ModelError
+from unmix.core.errors import ModelError
 
 
 def make(**training):

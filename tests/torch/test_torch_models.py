@@ -14,10 +14,9 @@ from tests.helpers import CONFIGURATIONS
 from tests.torch.tiny import INPUT_SHAPE, build, tiny_settings
 from unmix.core.config import load_configuration
 from unmix.core.config_schema import Configuration, Optimizer
-from unmix.core.errors import PluginError
+from unmix.core.errors import ModelError, PluginError
 from unmix.core.interfaces import SeparationModel
 from unmix.core.plugins import plugin_manager
-from unmix.torch.errors import ModelError
 
 
 def shipped(relative: str) -> tuple[Configuration, tuple[int, int, int]]:

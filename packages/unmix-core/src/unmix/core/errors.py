@@ -19,3 +19,7 @@ class PluginError(UnmixError):
 
 class AudioError(UnmixError):
     """Audio that cannot be read, decoded or written."""
+
+
+class ModelError(UnmixError):
+    """A model, loss, optimiser, option or checkpoint that the configuration names but that cannot be used."""

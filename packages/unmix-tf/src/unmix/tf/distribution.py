@@ -21,7 +21,7 @@ import os
 
 import tensorflow as tf
 
-from unmix.tf.errors import ModelError
+from unmix.core.errors import ModelError
 
 
 @functools.cache

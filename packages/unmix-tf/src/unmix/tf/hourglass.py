@@ -24,50 +24,22 @@ from typing import Any
 import keras
 from keras import layers
 
-from unmix.tf.errors import ModelError
-from unmix.tf.options import check_range, read_options
-
-# The seed's fixed widths of the full-resolution front and head, which cost most of the network's
-# FLOPs (115 of 194 GFLOP per window in the splitstrument network); unmix makes them options so a
-# small hourglass of the same architecture can train on a CPU.
-SEED_FRONT_FILTERS = [64, 128, 128, 128, 256]
-SEED_HEAD_FILTERS = 256
-
-DEFAULTS: dict[str, Any] = {
-    "stacks": 4,
-    "channels": 128,
-    "classes": 2,
-    "initial_convolutions": {"filters": SEED_FRONT_FILTERS, "batchnormalization": False, "dropoutfactor": 0.0},
-    "hg_module": {"filters": 256, "batchnormalization": False, "dropoutfactor": 0.0},
-    "hg_module_end": {"filters": SEED_HEAD_FILTERS, "batchnormalization": False, "dropoutfactor": 0.0},
-}
+from unmix.core.hourglass_options import FRONT_KERNELS, read_hourglass_options
 
 
 def build_hourglass(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> keras.Model:
     """The hourglass for windows of `input_shape` (bins, frames, channels); output has the same shape."""
-    options = read_options("hourglass", options, DEFAULTS)
+    options = read_hourglass_options(options, input_shape)
     stacks = options["stacks"]
     filters = options["hg_module"]["filters"]
-    check_range("stacks", stacks, 1)
-    check_range("hg_module.filters", filters, 1)
-    for group in ("initial_convolutions", "hg_module", "hg_module_end"):
-        check_range(f"{group}.dropoutfactor", options[group]["dropoutfactor"], 0.0, below=1.0)
-    bins, frames, channels = input_shape
-    _check_fits(stacks, bins, frames)
-
+    channels = input_shape[2]
     initial = options["initial_convolutions"]
     module = options["hg_module"]
     end = options["hg_module_end"]
-    front = initial["filters"]
-    if len(front) != len(SEED_FRONT_FILTERS) or any(not isinstance(f, int) or f < 1 for f in front):
-        raise ModelError(f"training.model.options.initial_convolutions.filters must list "
-                         f"{len(SEED_FRONT_FILTERS)} positive whole numbers (the seed's: {SEED_FRONT_FILTERS}), "
-                         f"not {front!r}")
-    check_range("hg_module_end.filters", end["filters"], 1)
 
     inputs = keras.Input(shape=input_shape, name="mix_magnitude")
     x = layers.Cropping2D(((1, 0), (0, 0)), name="crop_dc_row")(inputs)
-    for count, size in zip(front, (7, 3, 3, 3, 3), strict=True):
+    for count, size in zip(initial["filters"], FRONT_KERNELS, strict=True):
         x = _convolution(x, count, size, initial["batchnormalization"], initial["dropoutfactor"])
     x = _hourglass_module(x, stacks, filters, module["batchnormalization"], module["dropoutfactor"])
     x = _convolution(x, end["filters"], 3, end["batchnormalization"], end["dropoutfactor"])
@@ -95,22 +67,3 @@ def _convolution(x: Any, filters: int, size: int, batch_norm: bool, dropout: flo
     if batch_norm:
         x = layers.BatchNormalization()(x)
     return layers.Dropout(dropout)(x)
-
-
-def _check_fits(stacks: int, bins: int, frames: int) -> None:
-    """The module halves height and width `stacks` times and adds the halves back, so both must divide evenly."""
-    factor = 2**stacks
-    height = bins - 1
-    if height < factor or height % factor:
-        fft_length = 2 * height
-        raise ModelError(
-            f"model 'hourglass' with stacks {stacks} halves the spectrogram {stacks} times, but its height "
-            f"{height} (fft_length {fft_length} / 2, after cropping the DC row) is not a multiple of {factor}: "
-            f"use a spectrogram_generation.fft_length that is a multiple of {2 * factor} or fewer stacks"
-        )
-    if frames < factor or frames % factor:
-        raise ModelError(
-            f"model 'hourglass' with stacks {stacks} halves the window {stacks} times, but "
-            f"transformation.options.size {frames} is not a multiple of {factor}: use a multiple of {factor} "
-            "or fewer stacks"
-        )

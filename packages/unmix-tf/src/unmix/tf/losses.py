@@ -21,7 +21,7 @@ from collections.abc import Callable
 import attrs
 import tensorflow as tf
 
-from unmix.tf.errors import ModelError
+from unmix.core.errors import ModelError
 
 LossFunction = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 

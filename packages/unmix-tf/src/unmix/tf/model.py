@@ -42,9 +42,9 @@ import numpy as np
 import tensorflow as tf
 
 from unmix.core.config_schema import Configuration
+from unmix.core.errors import ModelError
 from unmix.core.interfaces import Batch, Metrics
 from unmix.tf.distribution import strategy_for
-from unmix.tf.errors import ModelError
 from unmix.tf.losses import get_loss, get_metric
 from unmix.tf.optimizers import make_optimizer
 

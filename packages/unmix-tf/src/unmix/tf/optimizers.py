@@ -6,7 +6,7 @@ import difflib
 
 import keras
 
-from unmix.tf.errors import ModelError
+from unmix.core.errors import ModelError
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
 

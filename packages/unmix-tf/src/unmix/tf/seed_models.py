@@ -24,8 +24,8 @@ from typing import Any
 import keras
 from keras import layers
 
-from unmix.tf.errors import ModelError
-from unmix.tf.options import check_range, read_options
+from unmix.core.errors import ModelError
+from unmix.core.model_options import check_range, read_options
 
 LEAKY_DEFAULTS: dict[str, Any] = {"alpha1": 0.1, "alpha2": 0.01, "dropout_rate": 0.5}
 MASK_DEFAULTS: dict[str, Any] = {"alpha": 0.3, "dropout_rate": 0.5, "filter_factor": 1}

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from unmix.torch.errors import ModelError
+from unmix.core.errors import ModelError
 
 FORMAT = "unmix-torch"
 FORMAT_VERSION = 1

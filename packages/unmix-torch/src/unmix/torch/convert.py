@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unmix.torch.errors import ModelError
+from unmix.core.errors import ModelError
 
 _AUTOMATIC_NAME = re.compile(r"^(?:conv2d|batch_normalization)(?:_(\d+))?$")
 FINAL_LAYER = "mask"

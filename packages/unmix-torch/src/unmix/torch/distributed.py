@@ -50,7 +50,7 @@ import attrs
 import torch
 import torch.distributed as dist
 
-from unmix.torch.errors import ModelError
+from unmix.core.errors import ModelError
 
 log = logging.getLogger("unmix")
 

@@ -31,24 +31,7 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-from unmix.torch.errors import ModelError
-from unmix.torch.options import check_range, read_options
-
-# The seed's fixed widths of the full-resolution front and head; like the Keras backend, unmix
-# makes them options (`initial_convolutions.filters`, `hg_module_end.filters`) so that a small
-# hourglass of the same architecture can train on a CPU (configurations/quickstart.jsonc).
-SEED_FRONT_FILTERS = [64, 128, 128, 128, 256]
-SEED_HEAD_FILTERS = 256
-FRONT_KERNELS = (7, 3, 3, 3, 3)
-
-DEFAULTS: dict[str, Any] = {
-    "stacks": 4,
-    "channels": 128,
-    "classes": 2,
-    "initial_convolutions": {"filters": SEED_FRONT_FILTERS, "batchnormalization": False, "dropoutfactor": 0.0},
-    "hg_module": {"filters": 256, "batchnormalization": False, "dropoutfactor": 0.0},
-    "hg_module_end": {"filters": SEED_HEAD_FILTERS, "batchnormalization": False, "dropoutfactor": 0.0},
-}
+from unmix.core.hourglass_options import FRONT_KERNELS, read_hourglass_options
 
 # Keras' BatchNormalization defaults, in PyTorch's terms.
 BATCH_NORM_EPSILON = 1e-3
@@ -136,37 +119,4 @@ class Hourglass(nn.Module):
 
 def build_hourglass(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> Hourglass:
     """The hourglass for windows of `input_shape` (bins, frames, channels), after checking its options."""
-    options = read_options("hourglass", options, DEFAULTS)
-    check_range("stacks", options["stacks"], 1)
-    check_range("hg_module.filters", options["hg_module"]["filters"], 1)
-    check_range("hg_module_end.filters", options["hg_module_end"]["filters"], 1)
-    front = options["initial_convolutions"]["filters"]
-    if (not isinstance(front, list) or len(front) != len(SEED_FRONT_FILTERS)
-            or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in front)):
-        raise ModelError(f"training.model.options.initial_convolutions.filters must list "
-                         f"{len(SEED_FRONT_FILTERS)} positive whole numbers (the seed's: {SEED_FRONT_FILTERS}), "
-                         f"not {front!r}")
-    for group in ("initial_convolutions", "hg_module", "hg_module_end"):
-        check_range(f"{group}.dropoutfactor", options[group]["dropoutfactor"], 0.0, below=1.0)
-    bins, frames, _channels = input_shape
-    check_fits(options["stacks"], bins, frames)
-    return Hourglass(options, input_shape)
-
-
-def check_fits(stacks: int, bins: int, frames: int) -> None:
-    """The module halves height and width `stacks` times and adds the halves back, so both must divide evenly."""
-    factor = 2**stacks
-    height = bins - 1
-    if height < factor or height % factor:
-        fft_length = 2 * height
-        raise ModelError(
-            f"model 'hourglass' with stacks {stacks} halves the spectrogram {stacks} times, but its height "
-            f"{height} (fft_length {fft_length} / 2, after cropping the DC row) is not a multiple of {factor}: "
-            f"use a spectrogram_generation.fft_length that is a multiple of {2 * factor} or fewer stacks"
-        )
-    if frames < factor or frames % factor:
-        raise ModelError(
-            f"model 'hourglass' with stacks {stacks} halves the window {stacks} times, but "
-            f"transformation.options.size {frames} is not a multiple of {factor}: use a multiple of {factor} "
-            "or fewer stacks"
-        )
+    return Hourglass(read_hourglass_options(options, input_shape), input_shape)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import attrs
 import torch
 
-from unmix.torch.errors import ModelError
+from unmix.core.errors import ModelError
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

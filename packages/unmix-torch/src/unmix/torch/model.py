@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from unmix.core.config_schema import Configuration
+from unmix.core.errors import ModelError
 from unmix.core.interfaces import Batch, Metrics
 from unmix.torch import checkpoints
 from unmix.torch.distributed import (
@@ -48,7 +49,6 @@ from unmix.torch.distributed import (
     process_rank,
     select,
 )
-from unmix.torch.errors import ModelError
 from unmix.torch.events import EventLog, open_event_log
 from unmix.torch.losses import Loss, Metric, get_loss, get_metric
 from unmix.torch.optimizers import make_optimizer

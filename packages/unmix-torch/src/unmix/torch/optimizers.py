@@ -13,7 +13,7 @@ import difflib
 
 import torch
 
-from unmix.torch.errors import ModelError
+from unmix.core.errors import ModelError
 
 KERAS_EPSILON = 1e-7
 OPTIMIZERS = ("adam", "rmsprop")

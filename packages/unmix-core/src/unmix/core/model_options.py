@@ -3,6 +3,7 @@
 The configuration schema keeps model options as a free dictionary because each model has its
 own; this module gives them the same treatment the schema gives every other key: unknown keys
 (with a did-you-mean), wrong types and out-of-range values are one-line errors naming the key.
+Every backend uses it, so a configuration gets the same message whichever framework reads it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from unmix.tf.errors import ModelError
+from unmix.core.errors import ModelError
 
 PREFIX = "training.model.options"
 
