@@ -333,3 +333,31 @@ def test_a_second_writer_is_refused_and_write_errors_stop_the_run(tmp_path: Path
     with pytest.raises(UnmixError, match=r"cannot write to the cache folder .*raw/song"):
         generate_cache(raw, data, sample_rate=8000, jobs=1)
     assert json.loads((data / "index.json").read_text())["songs"] == {}
+
+
+def test_trainings_sharing_a_raw_folder_wait_for_each_other(tmp_path):
+    """ensure_cache queues behind another writer instead of failing (DDP ranks, two runs at once)."""
+    import fcntl
+    import threading
+
+    from unmix.core.cache import LOCK_FILE, ensure_cache
+
+    raw = tmp_path / "raw"
+    song = raw / "song"
+    song.mkdir(parents=True)
+    rate = 8000
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    soundfile.write(song / "vocals_song.wav", tone, rate)
+    soundfile.write(song / "rest_song.wav", 0.5 * tone, rate)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with open(cache / LOCK_FILE, "a") as other_writer:
+        fcntl.flock(other_writer.fileno(), fcntl.LOCK_EX)
+        result = {}
+        waiting = threading.Thread(target=lambda: result.setdefault(
+            "songs", ensure_cache(raw, cache, sample_rate=rate, channels=1, target="vocals", jobs=1)))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive()  # queued behind the other writer
+    waiting.join(timeout=60)
+    assert [s.name for s in result["songs"]] == ["song"]

@@ -498,7 +498,9 @@ def open_cache(
 
 
 @contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def _locked(folder: Path, wait: bool = False) -> Iterator[None]:
+    """One writer per cache folder. `wait`: queue behind the other writer instead of failing, as
+    trainings that share a raw folder (DDP ranks, two runs) do; the later one then finds it cached."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock, one writer is up to the user
@@ -513,7 +515,10 @@ def _locked(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UnmixError(f"another `unmix generate` is writing to '{folder}'; wait for it to finish") from None
+            if not wait:
+                raise UnmixError(f"another `unmix generate` is writing to '{folder}'; wait for it to finish") from None
+            log.info("waiting for another process that is caching '%s'", folder)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         except OSError:
             pass  # a file system without locks: go on unlocked
         yield
@@ -551,6 +556,7 @@ def generate_cache(
     dataset: str = AUTO,
     jobs: int | None = None,
     progress: bool = False,
+    wait_for_other_writer: bool = False,
 ) -> GenerateReport:
     """Decode and resample every song of `raw_folder` once into the cache at `cache_folder`.
 
@@ -576,7 +582,7 @@ def generate_cache(
     if not scan.tracks:  # only songs that cannot be used: report them, create nothing
         return GenerateReport(destination=destination, settings=settings, skipped=scan.skipped)
     _prepare_destination(destination)
-    with _locked(destination):
+    with _locked(destination, wait=wait_for_other_writer):
         return _generate_locked(scan.tracks, scan.skipped, destination, settings, jobs, progress)
 
 
@@ -710,7 +716,7 @@ def ensure_cache(
     are logged as warnings; no usable song at all is an UnmixError.
     """
     report = generate_cache(raw_folder, cache_folder, sample_rate=sample_rate, channels=channels, target=target,
-                            dataset=dataset, jobs=jobs, progress=progress)
+                            dataset=dataset, jobs=jobs, progress=progress, wait_for_other_writer=True)
     for note in report.notes:
         log.warning("%s", note)
     for song in report.skipped:
