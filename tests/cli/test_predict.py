@@ -83,3 +83,41 @@ def test_weights_of_another_backend_are_refused(trained, tmp_path):
     result = run_unmix("predict", "--weights", str(keras_file), "--configuration", str(configuration), "--song",
                        str(write_song(tmp_path / "s.wav")), env=environment)
     assert_one_line_error(result, "model.keras", "configuration the weights were trained with")
+
+
+TONE_SOURCE = """
+    import numpy as np
+    import soundfile
+    from unmix.core.hookspecs import hookimpl
+    from unmix.core.interfaces import SongInput
+
+    class ToneSource:
+        name = "tone"
+
+        def matches(self, uri):
+            return uri.startswith("tone://")
+
+        def songs(self, uri, temp_folder):
+            frequency = float(uri.removeprefix("tone://"))
+            path = temp_folder / f"tone-{frequency:g}.wav"
+            time = np.arange(16000) / 8000
+            soundfile.write(path, 0.3 * np.sin(2 * np.pi * frequency * time), 8000)
+            return [SongInput(name=path.stem, path=path)]
+
+    @hookimpl
+    def register_sources(register):
+        register("tone", ToneSource())
+"""
+
+
+def test_song_accepts_any_uri_a_source_plugin_claims(trained, tmp_path):
+    from tests.plugin_fixtures import install_plugin_distribution
+
+    run, _, environment = trained
+    site = install_plugin_distribution(tmp_path / "tone-site", "unmix-tone-source", "0.1",
+                                       {"unmix_tone_source": TONE_SOURCE}, {"tone-source": "unmix_tone_source"})
+    environment = {**environment, "PYTHONPATH": f"{environment['PYTHONPATH']}:{site}"}
+    result = run_unmix("predict", "--run-folder", str(run), "--song", "tone://440", "--output",
+                       str(tmp_path / "out"), env=environment)
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["tone-440_rest.wav", "tone-440_vocals.wav"]

@@ -17,11 +17,11 @@ import soundfile
 from unmix.core.audio import load_audio
 from unmix.core.errors import AudioError, UnmixError
 from unmix.core.plugins import plugin_manager
+from unmix.core.prediction import find_source
 from unmix.sources.sources import (
     FileSource,
     FolderSource,
     YouTubeSource,
-    find_source,
     safe_song_name,
     youtube_video_id,
 )

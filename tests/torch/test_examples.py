@@ -73,7 +73,7 @@ SEPARATE = textwrap.dedent("""
     from pathlib import Path
     import numpy as np, soundfile
     from unmix.core.api import create_engine, separate
-    from unmix.sources.sources import find_source
+    from unmix.core.prediction import find_source
 
     uri = "tone://440+1800?seconds=1.5&rate=8000"
     source = find_source(uri)

@@ -15,7 +15,7 @@ from unmix.core.errors import UnmixError
 @click.option("--run-folder", type=click.Path(), help="A run folder made by `unmix train` (uses its best checkpoint).")
 @click.option("--weights", type=click.Path(), help="A checkpoint file; needs --configuration.")
 @click.option("--configuration", type=click.Path(), help="The configuration the --weights were trained with.")
-@click.option("--song", type=click.Path(), help="One audio file to separate.")
+@click.option("--song", help="One audio file, or any URI a source plugin understands (see `unmix plugins`).")
 @click.option("--songs", type=click.Path(), help="A folder of audio files (searched recursively).")
 @click.option("--youtube", help="A YouTube link; the audio is downloaded to a temporary folder first.")
 @click.option("--output", type=click.Path(file_okay=False), help="Output folder [default: the run's predictions/].")
@@ -34,6 +34,7 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
         engine_from_run,
         engine_from_weights,
         exporter_for,
+        find_source,
         prediction_output_folder,
         separate_file,
     )
@@ -43,7 +44,7 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
         raise click.UsageError("give either --run-folder RUN or --weights W --configuration C")
     if weights is not None and configuration is None:
         raise click.UsageError("--weights needs --configuration (the configuration it was trained with)")
-    inputs = [(name, value) for name, value in (("file", song), ("folder", songs), ("youtube", youtube)) if value]
+    inputs = [(name, value) for name, value in (("song", song), ("folder", songs), ("youtube", youtube)) if value]
     if len(inputs) != 1:
         raise click.UsageError("give exactly one of --song FILE, --songs DIR or --youtube URL")
     source_name, uri = inputs[0]
@@ -56,8 +57,7 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
     options = ExportOptions(bit_depth=bit_depth or settings.bit_depth, bitrate_kbps=settings.bitrate_kbps,
                             peak=peak or settings.peak)
     folder = prediction_output_folder(run, output)
-    source = plugin_manager().get("sources", source_name)
-    source = source() if isinstance(source, type) else source
+    source = find_source(uri) if source_name == "song" else plugin_manager().get("sources", source_name)
     with tempfile.TemporaryDirectory(prefix="unmix-") as temporary:
         song_inputs = source.songs(uri, Path(temporary))
         results, failures = [], []

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from unmix.core.config import LoadedConfiguration, load_configuration
 from unmix.core.config_schema import Configuration
 from unmix.core.errors import UnmixError
-from unmix.core.interfaces import Exporter, ExportOptions, SeparationModel, StemWriter
+from unmix.core.interfaces import Exporter, ExportOptions, SeparationModel, Source, StemWriter
 from unmix.core.plugins import plugin_manager
 from unmix.core.runs import RunFolder, RunFolderError, open_run_folder
 from unmix.core.separation import SegmentPlan, SeparationSettings, separate_segment
@@ -243,6 +243,20 @@ class _SampleBuffer:
         if index > self.start:
             self.samples = self.samples[:, index - self.start:]
             self.start = index
+
+
+def find_source(uri: str) -> Source:
+    """The first registered source (in name order) that claims `uri`: a file, a folder, a link, or
+    whatever a plugin understands (`tone://440`). Asked on every call, so late plugins take part."""
+    registry = plugin_manager().registry("sources")
+    for registration in registry:
+        if registration.thing.matches(uri):
+            return registration.thing
+    known = ", ".join(f"{r.name} [{r.plugin}]" for r in registry) or "none installed"
+    raise UnmixError(
+        f"'{uri}' is neither an existing audio file or folder nor a link a source understands "
+        f"(sources: {known}); check the path or the link"
+    )
 
 
 def exporter_for(format_name: str) -> Exporter:

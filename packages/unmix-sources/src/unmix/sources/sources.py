@@ -26,15 +26,13 @@ from types import ModuleType
 from urllib.parse import parse_qs, urlsplit
 
 from unmix.core.errors import AudioError, UnmixError
-from unmix.core.interfaces import SongInput, Source
+from unmix.core.interfaces import SongInput
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "FileSource",
     "FolderSource",
     "YouTubeSource",
-    "find_source",
-    "resolve_source",
     "safe_song_name",
     "youtube_video_id",
 ]
@@ -48,29 +46,6 @@ _MAX_NAME_LENGTH = 120
 
 # --------------------------------------------------------------------------------------------
 # Choosing a source
-
-
-def find_source(uri: str) -> Source:
-    """The first registered source (in name order) that claims `uri`.
-
-    The registry is asked on every call rather than cached, so plugins registered after start-up
-    (tests, embedding applications) take part.
-    """
-    from unmix.core.plugins import plugin_manager
-
-    registry = plugin_manager().registry("sources")
-    for registration in registry:
-        if registration.thing.matches(uri):
-            return registration.thing
-    known = ", ".join(f"{r.name} [{r.plugin}]" for r in registry) or "none installed"
-    raise UnmixError(
-        f"'{uri}' is neither an existing audio file or folder nor a link a source understands "
-        f"(sources: {known}); check the path or the link"
-    )
-
-
-resolve_source = find_source
-"""The name the engine's issue used for `find_source`; both stay so either import works."""
 
 
 def safe_song_name(title: str, fallback: str = "song") -> str:
