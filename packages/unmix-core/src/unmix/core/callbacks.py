@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -264,9 +263,6 @@ def plot_losses(run: RunFolder, results: Path, separator: str = ";") -> Path | N
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
-
-
-EpochCallback = Callable[[int, Metrics, TrainingState], None]
 
 
 def build_callbacks(settings: Callbacks, model: SeparationModel, run: RunFolder) -> list:
