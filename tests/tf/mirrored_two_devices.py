@@ -16,7 +16,7 @@ from unittest import mock
 import numpy as np
 import tensorflow as tf
 
-from tests.tf.tiny import INPUT_SHAPE, build, half_gain_batches, tiny_settings
+from tests.tiny_models import INPUT_SHAPE, build, half_gain_batches, tiny_settings
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from tests.tf.tiny import build, half_gain_batches, tiny_settings
+from tests.tiny_models import build, half_gain_batches, tiny_settings
 
 OPTIONS = {"stacks": 2, "initial_convolutions": {"batchnormalization": True},
            "hg_module": {"filters": 8, "batchnormalization": True}}

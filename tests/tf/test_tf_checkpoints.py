@@ -8,8 +8,8 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from tests.tf import tiny
-from tests.tf.tiny import half_gain_batches, tiny_settings
+from tests import tiny_models
+from tests.tiny_models import half_gain_batches, tiny_settings
 from unmix.core.errors import ModelError
 from unmix.tf.model import load_checkpoint_model
 
@@ -23,7 +23,7 @@ OPTIONS = {"stacks": 2, "initial_convolutions": {"batchnormalization": True},
 
 def build(options=OPTIONS, **training):
     settings = tiny_settings(options=options, metrics=["mean_pred", "max_pred"], **training)
-    return tiny.build(settings)
+    return tiny_models.build(settings)
 
 
 def same_weights(first, second) -> bool:

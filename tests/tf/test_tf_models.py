@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.helpers import CONFIGURATIONS
-from tests.tf.tiny import INPUT_SHAPE, build, tiny_settings
+from tests.tiny_models import INPUT_SHAPE, build, tiny_settings
 from unmix.core.config import load_configuration
 from unmix.core.config_schema import Configuration, Optimizer
 from unmix.core.errors import ModelError, PluginError, UnmixError

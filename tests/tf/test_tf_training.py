@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.tf.tiny import INPUT_SHAPE, build, half_gain_batches, tiny_settings
+from tests.tiny_models import INPUT_SHAPE, build, half_gain_batches, tiny_settings
 from unmix.core.config_schema import Optimizer
 from unmix.core.interfaces import SeparationModel
 from unmix.tf.losses import LOSSES

@@ -1,67 +1,10 @@
-"""Tiny torch configurations and synthetic data shared by the tests/torch tests and their worker processes.
+"""The shared tiny hourglass helpers (tests/tiny_models.py), building torch models by default."""
 
-The shipped networks cost seconds per window on a CPU; these variants (65 bins, 8 frames,
-2 stacks, 8 filters) train a step in tens of milliseconds, so tests can afford real training.
-"""
+from functools import partial
 
-from __future__ import annotations
+from tests import tiny_models
+from tests.tiny_models import INPUT_SHAPE, NORM_OPTIONS, TINY_OPTIONS, build, half_gain_batches, ignore
 
-from collections.abc import Iterator
-from typing import Any
+__all__ = ["INPUT_SHAPE", "NORM_OPTIONS", "TINY_OPTIONS", "build", "half_gain_batches", "ignore", "tiny_settings"]
 
-import numpy as np
-
-from unmix.core.config_schema import (
-    Collection,
-    Configuration,
-    Model,
-    Optimizer,
-    SpectrogramGeneration,
-    Training,
-    Transformation,
-    TransformationOptions,
-)
-from unmix.core.interfaces import SeparationModel
-from unmix.core.plugins import plugin_manager
-
-FFT_LENGTH = 128
-FRAMES = 8
-INPUT_SHAPE = (FFT_LENGTH // 2 + 1, FRAMES, 1)
-TINY_OPTIONS = {"stacks": 2, "hg_module": {"filters": 8}}
-# Batch norm in two groups, so moving statistics (buffers, not parameters) are covered too.
-NORM_OPTIONS = {"stacks": 2, "initial_convolutions": {"batchnormalization": True},
-                "hg_module": {"filters": 8, "batchnormalization": True}}
-
-
-def tiny_settings(options: dict[str, Any] | None = None, *, fft_length: int = FFT_LENGTH, frames: int = FRAMES,
-                  stereo: bool = False, **training: Any) -> Configuration:
-    """A torch configuration for the tiny hourglass; `training` overrides keys of training.* (loss_function, ...)."""
-    training.setdefault("optimizer", Optimizer(name="adam", lr=1e-3))
-    training.setdefault("batch_size", 2)
-    training.setdefault("backend", "torch")
-    return Configuration(
-        collection=Collection(stereo=stereo),
-        spectrogram_generation=SpectrogramGeneration(fft_length=fft_length),
-        transformation=Transformation(options=TransformationOptions(size=frames, step=frames)),
-        training=Training(model=Model(name="hourglass", options=TINY_OPTIONS if options is None else options),
-                          **training),
-    )
-
-
-def half_gain_batches(count: int, seed: int = 0, batch_size: int = 2,
-                      shape: tuple[int, int, int] = INPUT_SHAPE) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Batches whose target is half the input: the best mask is 0.5 everywhere, so the loss can fall."""
-    generator = np.random.default_rng(seed)
-    for _ in range(count):
-        inputs = generator.random((batch_size, *shape), dtype=np.float32)
-        yield inputs, 0.5 * inputs
-
-
-def build(settings: Configuration, input_shape: tuple[int, int, int] = INPUT_SHAPE) -> SeparationModel:
-    """The registered builder for the configuration's model, looked up as core does ("<backend>:<name>")."""
-    key = f"{settings.training.backend}:{settings.training.model.name}"
-    return plugin_manager().get("models", key)(settings, input_shape)
-
-
-def ignore(step: int, running: dict[str, float]) -> None:
-    """An `on_batch` callback for tests that do not watch progress."""
+tiny_settings = partial(tiny_models.tiny_settings, backend="torch")

@@ -1,4 +1,5 @@
-"""Tiny Keras configurations and synthetic data shared by the tests/tf tests and their worker processes.
+"""Tiny hourglass configurations and synthetic data shared by the backend tests (tests/tf, tests/torch)
+and their worker processes.
 
 The shipped networks cost seconds per window on a CPU; these variants (65 bins, 8 frames,
 2 stacks, 8 filters) train a step in tens of milliseconds, so tests can afford real training.
@@ -27,12 +28,17 @@ from unmix.core.plugins import plugin_manager
 FFT_LENGTH = 128
 FRAMES = 8
 INPUT_SHAPE = (FFT_LENGTH // 2 + 1, FRAMES, 1)
+TINY_OPTIONS = {"stacks": 2, "hg_module": {"filters": 8}}
+# Batch norm in two groups, so moving statistics (buffers, not parameters) are covered too.
+NORM_OPTIONS = {"stacks": 2, "initial_convolutions": {"batchnormalization": True},
+                "hg_module": {"filters": 8, "batchnormalization": True}}
 
 
 def tiny_settings(
     name: str = "hourglass",
     options: dict[str, Any] | None = None,
     *,
+    backend: str = "tensorflow",
     fft_length: int = FFT_LENGTH,
     frames: int = FRAMES,
     step: int | None = None,
@@ -44,9 +50,10 @@ def tiny_settings(
     `step` is how many centre frames the frame networks (mask, mask-ibm, rnn) predict; it defaults to all.
     """
     if options is None:
-        options = {"stacks": 2, "hg_module": {"filters": 8}}
+        options = TINY_OPTIONS
     training.setdefault("optimizer", Optimizer(name="adam", lr=1e-3))
     training.setdefault("batch_size", 2)
+    training.setdefault("backend", backend)
     return Configuration(
         collection=Collection(stereo=stereo),
         spectrogram_generation=SpectrogramGeneration(fft_length=fft_length),
@@ -65,5 +72,10 @@ def half_gain_batches(count: int, seed: int = 0, batch_size: int = 2,
 
 
 def build(settings: Configuration, input_shape: tuple[int, int, int] = INPUT_SHAPE) -> SeparationModel:
-    """The registered builder for the configuration's model (registered per backend: "tensorflow:<name>")."""
-    return plugin_manager().get("models", f"tensorflow:{settings.training.model.name}")(settings, input_shape)
+    """The registered builder for the configuration's model, looked up as core does ("<backend>:<name>")."""
+    key = f"{settings.training.backend}:{settings.training.model.name}"
+    return plugin_manager().get("models", key)(settings, input_shape)
+
+
+def ignore(step: int, running: dict[str, float]) -> None:
+    """An `on_batch` callback for tests that do not watch progress."""
