@@ -63,3 +63,23 @@ def set_gain_checkpoint(run_path: Path, gain: float) -> None:
             values = dict(saved)
         values["gains"] = np.full_like(values["gains"], gain)
         np.savez(path, **values)
+
+
+def register_gain_model() -> None:
+    """Make the gain-mask test model known to this process's plugin manager (once)."""
+    from tests import gain_model_plugin
+    from unmix.core.plugins import plugin_manager
+
+    manager = plugin_manager()
+    if "gain-test" not in manager.infos:
+        manager.register(gain_model_plugin, "gain-test")
+
+
+def train_gain_run(folder: Path, songs: int = 4, seconds: float = 2.0, epochs: int = 1) -> Path:
+    """A finished run of the gain-mask model on a small collection written into `folder`."""
+    from unmix.core.training import train
+
+    register_gain_model()
+    collection = write_seed_collection(folder / "collection", songs=songs, seconds=seconds)
+    configuration = write_configuration(folder / "tiny.jsonc", collection, "gain-mask", epochs=epochs)
+    return train(configuration, working_directory=folder).path

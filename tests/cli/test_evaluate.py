@@ -3,22 +3,22 @@ import json
 
 import pytest
 
-from tests import gain_model_plugin
 from tests.helpers import assert_one_line_error, clean_environment, run_unmix
-from tests.training_fixtures import gain_plugin_path, write_configuration, write_seed_collection
-from unmix.core.plugins import plugin_manager
+from tests.training_fixtures import (
+    gain_plugin_path,
+    register_gain_model,
+    train_gain_run,
+    write_configuration,
+    write_seed_collection,
+)
 from unmix.core.training import train
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    manager = plugin_manager()
-    if "gain-test" not in manager.infos:
-        manager.register(gain_model_plugin, "gain-test")
     folder = tmp_path_factory.mktemp("evaluate")
-    collection = write_seed_collection(folder / "collection", songs=6, seconds=2.0)
-    configuration = write_configuration(folder / "tiny.jsonc", collection, "gain-mask", epochs=3)
-    run = train(configuration, working_directory=folder).path
+    run = train_gain_run(folder, songs=6, epochs=3)
+    collection = folder / "collection"
     return run, collection, clean_environment(PYTHONPATH=gain_plugin_path(folder / "site"))
 
 
@@ -42,9 +42,7 @@ def test_evaluate_writes_reports_with_baselines(trained):
 
 
 def test_accuracy_tests_during_training_append_rows_per_epoch(tmp_path):
-    manager = plugin_manager()
-    if "gain-test" not in manager.infos:
-        manager.register(gain_model_plugin, "gain-test")
+    register_gain_model()
     collection = write_seed_collection(tmp_path / "collection", songs=5, seconds=1.5)
     configuration = write_configuration(tmp_path / "tested.jsonc", collection, "gain-mask", epochs=4)
     text = configuration.read_text().replace('"test_frequency": 0', '"test_frequency": 2')

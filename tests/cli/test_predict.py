@@ -2,22 +2,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests import gain_model_plugin
 from tests.helpers import assert_one_line_error, clean_environment, run_unmix
-from tests.training_fixtures import gain_plugin_path, set_gain_checkpoint, write_configuration, write_seed_collection
-from unmix.core.plugins import plugin_manager
-from unmix.core.training import train
+from tests.training_fixtures import gain_plugin_path, set_gain_checkpoint, train_gain_run
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    manager = plugin_manager()
-    if "gain-test" not in manager.infos:
-        manager.register(gain_model_plugin, "gain-test")
     folder = tmp_path_factory.mktemp("predict")
-    collection = write_seed_collection(folder / "collection", songs=4)
-    configuration = write_configuration(folder / "tiny.jsonc", collection, "gain-mask", epochs=1)
-    run = train(configuration, working_directory=folder).path
+    run = train_gain_run(folder)
+    configuration = folder / "tiny.jsonc"
     set_gain_checkpoint(run, 0.5)
     environment = clean_environment(PYTHONPATH=gain_plugin_path(folder / "site"))
     return run, configuration, environment

@@ -3,25 +3,16 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests import gain_model_plugin
-from tests.training_fixtures import set_gain_checkpoint, write_configuration, write_seed_collection
+from tests.training_fixtures import set_gain_checkpoint, train_gain_run
 from unmix.core import api
 from unmix.core.audio import resample
 from unmix.core.interfaces import ExportOptions
-from unmix.core.plugins import plugin_manager
 from unmix.core.prediction import exporter_for, separate_file
-from unmix.core.training import train
 
 
 @pytest.fixture(scope="module")
 def gain_run(tmp_path_factory):
-    manager = plugin_manager()
-    if "gain-test" not in manager.infos:
-        manager.register(gain_model_plugin, "gain-test")
-    folder = tmp_path_factory.mktemp("gain-run")
-    collection = write_seed_collection(folder / "collection", songs=4)
-    configuration = write_configuration(folder / "tiny.jsonc", collection, "gain-mask", epochs=1)
-    return train(configuration, working_directory=folder).path
+    return train_gain_run(tmp_path_factory.mktemp("gain-run"))
 
 
 def tone(seconds, rate, channels, seed=0):

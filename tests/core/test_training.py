@@ -6,19 +6,15 @@ import time
 
 import pytest
 
-from tests import gain_model_plugin
 from tests.helpers import clean_environment, run_unmix, unmix_executable
-from tests.training_fixtures import gain_plugin_path, write_configuration, write_seed_collection
+from tests.training_fixtures import gain_plugin_path, register_gain_model, write_configuration, write_seed_collection
 from unmix.core.callbacks import read_results
-from unmix.core.plugins import plugin_manager
 from unmix.core.training import train
 
 
 @pytest.fixture(scope="module", autouse=True)
 def gain_model_registered():
-    manager = plugin_manager()
-    if "gain-test" not in manager.infos:
-        manager.register(gain_model_plugin, "gain-test")
+    register_gain_model()
 
 
 def test_a_run_trains_and_leaves_a_complete_run_folder(tmp_path, monkeypatch):
