@@ -167,7 +167,6 @@ class Transform(abc.ABC):
         target = self._target(mix_window, mix_magnitude, target_window, offset, scale)
         return model_input, _channels_last(target)
 
-    @abc.abstractmethod
     def _target(
         self,
         mix_window: np.ndarray,
@@ -176,7 +175,9 @@ class Transform(abc.ABC):
         offset: np.ndarray | float,
         scale: np.ndarray | float,
     ) -> np.ndarray:
-        """The training target, channels first, over `output_columns`."""
+        """The training target, channels first, over `output_columns`: by default the target's
+        magnitude under the input's normaliser; mask transforms override it."""
+        return self._normalized(np.abs(target_window), offset, scale)
 
     @abc.abstractmethod
     def untransform(self, mix_window: np.ndarray, prediction: np.ndarray) -> np.ndarray:
@@ -217,16 +218,6 @@ class TrainWindowPredictMask(Transform):
     name: ClassVar[str] = "train_window_predict_mask"
     model_output: ClassVar[str] = "mask"
     training_target: ClassVar[str] = "magnitude"
-
-    def _target(
-        self,
-        mix_window: np.ndarray,
-        mix_magnitude: np.ndarray,
-        target_window: np.ndarray,
-        offset: np.ndarray | float,
-        scale: np.ndarray | float,
-    ) -> np.ndarray:
-        return self._normalized(np.abs(target_window), offset, scale)
 
     def untransform(self, mix_window: np.ndarray, prediction: np.ndarray) -> np.ndarray:
         return self._masked_mix(mix_window, prediction)
@@ -276,16 +267,6 @@ class WindowTransform(Transform):
                 "to false (the per-window normalizer option still applies)"
             )
         return super().from_configuration(configuration)
-
-    def _target(
-        self,
-        mix_window: np.ndarray,
-        mix_magnitude: np.ndarray,
-        target_window: np.ndarray,
-        offset: np.ndarray | float,
-        scale: np.ndarray | float,
-    ) -> np.ndarray:
-        return self._normalized(np.abs(target_window), offset, scale)
 
     def untransform(self, mix_window: np.ndarray, prediction: np.ndarray) -> np.ndarray:
         mix_part = mix_window[..., self.output_columns]
