@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from unmix.core.errors import ModelError
@@ -65,3 +66,22 @@ def _convert(value: Any, default: Any, key_path: str) -> Any:
             return float(value)
         raise ModelError(f"{key_path} must be a number, not {value!r}")
     return value
+
+
+def check_checkpoint_fits(path: Path, saved: Mapping[str, Any], mine: Mapping[str, Any]) -> None:
+    """Name the setting that changed between a checkpoint and the model loading it, before the framework
+    reports a mismatch layer by layer. Both descriptions hold `model`, `input_shape` and `weight_shapes`."""
+    if saved.get("model") != mine["model"]:
+        raise ModelError(f"checkpoint '{path}' holds a '{saved.get('model')}' model, not '{mine['model']}'")
+    if saved.get("input_shape") != mine["input_shape"]:
+        trained_on = tuple(saved.get("input_shape", ()))
+        raise ModelError(
+            f"checkpoint '{path}' was trained on windows of {trained_on}, this model takes "
+            f"{tuple(mine['input_shape'])}: spectrogram_generation.fft_length, transformation.options.size or "
+            "collection.stereo differ"
+        )
+    if saved.get("weight_shapes") != mine["weight_shapes"]:
+        raise ModelError(
+            f"checkpoint '{path}' does not fit this '{mine['model']}': its weights have other shapes, so "
+            "training.model.options differ from the ones it was trained with"
+        )

@@ -44,6 +44,7 @@ import tensorflow as tf
 from unmix.core.config_schema import Configuration
 from unmix.core.errors import ModelError
 from unmix.core.interfaces import Batch, Metrics
+from unmix.core.model_options import check_checkpoint_fits
 from unmix.tf.distribution import strategy_for
 from unmix.tf.losses import get_loss, get_metric
 from unmix.tf.optimizers import make_optimizer
@@ -220,31 +221,13 @@ class KerasSeparationModel:
     def load_checkpoint(self, path: Path) -> None:
         """Weights and optimiser state (step count, moments, learning rate) from a checkpoint of the same model."""
         path = Path(path)
-        self._check_fits(path, _read_description(path))
+        check_checkpoint_fits(path, _read_description(path), self.description)
         with self.strategy.scope():
             try:
                 self.network.load_weights(path)
             except (ValueError, OSError, KeyError) as error:
                 reason = _first_line(error)
                 raise ModelError(f"checkpoint '{path}' cannot be loaded ({reason}); use another checkpoint") from None
-
-    def _check_fits(self, path: Path, saved: Mapping[str, Any]) -> None:
-        """Name the setting that changed, before Keras reports a mismatch layer by layer."""
-        mine = self.description
-        if saved.get("model") != mine["model"]:
-            raise ModelError(f"checkpoint '{path}' holds a '{saved.get('model')}' model, not '{mine['model']}'")
-        if saved.get("input_shape") != mine["input_shape"]:
-            trained_on = tuple(saved.get("input_shape", ()))
-            raise ModelError(
-                f"checkpoint '{path}' was trained on windows of {trained_on}, this model takes "
-                f"{tuple(mine['input_shape'])}: spectrogram_generation.fft_length, transformation.options.size or "
-                "collection.stereo differ"
-            )
-        if saved.get("weight_shapes") != mine["weight_shapes"]:
-            raise ModelError(
-                f"checkpoint '{path}' does not fit this '{mine['model']}': its weights have other shapes, so "
-                "training.model.options differ from the ones it was trained with"
-            )
 
     def _distribute(self, inputs: np.ndarray, targets: np.ndarray) -> tuple[Any, Any]:
         """Split this worker's batch across its local devices (a no-op with one device)."""

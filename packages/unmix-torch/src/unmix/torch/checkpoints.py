@@ -64,24 +64,6 @@ def load(path: Path, device: torch.device) -> dict[str, Any]:
     return contents
 
 
-def check_fits(path: Path, saved: Mapping[str, Any], mine: Mapping[str, Any]) -> None:
-    """Name the setting that changed, before PyTorch reports a mismatch tensor by tensor."""
-    if saved.get("model") != mine["model"]:
-        raise ModelError(f"checkpoint '{path}' holds a '{saved.get('model')}' model, not '{mine['model']}'")
-    if saved.get("input_shape") != mine["input_shape"]:
-        trained_on = tuple(saved.get("input_shape", ()))
-        raise ModelError(
-            f"checkpoint '{path}' was trained on windows of {trained_on}, this model takes "
-            f"{tuple(mine['input_shape'])}: spectrogram_generation.fft_length, transformation.options.size or "
-            "collection.stereo differ"
-        )
-    if saved.get("weight_shapes") != mine["weight_shapes"]:
-        raise ModelError(
-            f"checkpoint '{path}' does not fit this '{mine['model']}': its weights have other shapes, so "
-            "training.model.options differ from the ones it was trained with"
-        )
-
-
 def _is_keras(path: Path) -> bool:
     if path.suffix.lower() in (".keras", ".h5", ".hdf5"):
         return True

@@ -37,6 +37,7 @@ from torch import nn
 from unmix.core.config_schema import Configuration
 from unmix.core.errors import ModelError
 from unmix.core.interfaces import Batch, Metrics
+from unmix.core.model_options import check_checkpoint_fits
 from unmix.torch import checkpoints
 from unmix.torch.distributed import (
     CONTINUE,
@@ -223,7 +224,7 @@ class TorchSeparationModel:
         """Weights and optimiser state (step count, moments, learning rate) from a checkpoint of the same model."""
         path = Path(path)
         contents = checkpoints.load(path, self.device)
-        checkpoints.check_fits(path, contents.get("unmix", {}), self.description)
+        check_checkpoint_fits(path, contents.get("unmix", {}), self.description)
         try:
             self.network.load_state_dict(contents["model"])
             self.optimizer.load_state_dict(contents["optimizer"])
