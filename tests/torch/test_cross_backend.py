@@ -72,7 +72,7 @@ def test_keras_weights_in_the_torch_hourglass_give_the_same_mask():
         int(np.prod(w.shape)) for w in keras_network.non_trainable_weights)
 
 
-@pytest.mark.parametrize("configuration", ["quickstart.jsonc", "mini/mini-hourglass.jsonc"])
+@pytest.mark.parametrize("configuration", ["cpu/small-hourglass.jsonc", "mini/mini-hourglass.jsonc"])
 def test_shipped_configurations_have_equal_parameter_counts_in_both_backends(configuration):
     settings = load_configuration(CONFIGURATIONS / configuration, environment={}).settings
     options = settings.training.model.options

@@ -62,8 +62,8 @@ def test_hourglass_has_the_seeds_layers():
     assert (kinds.count(nn.Conv2d), kinds.count(nn.BatchNorm2d), kinds.count(nn.Dropout)) == (27, 25, 26)
 
 
-def test_quickstart_builds_its_narrow_front_and_head():
-    settings, shape = shipped("quickstart.jsonc")
+def test_small_hourglass_builds_its_narrow_front_and_head():
+    settings, shape = shipped("cpu/small-hourglass.jsonc")
     network = build(settings, shape).network
     assert [block.conv.out_channels for block in network.initial] == [8, 16, 16, 16, 32]
     assert network.mask.in_channels == 32

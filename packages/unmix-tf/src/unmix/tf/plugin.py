@@ -18,6 +18,7 @@ from unmix.core.hookspecs import Register, hookimpl
 # Networks whose output is a window of the input's shape: name -> (module, function).
 WINDOW_NETWORKS = {
     "hourglass": ("unmix.tf.hourglass", "build_hourglass"),
+    "band-hourglass": ("unmix.tf.band_hourglass", "build_band_hourglass"),
     "leakyrelu": ("unmix.tf.seed_models", "build_leakyrelu"),
     "largeleakyrelu": ("unmix.tf.seed_models", "build_largeleakyrelu"),
     "mask-leakyrelu": ("unmix.tf.seed_models", "build_mask_leakyrelu"),

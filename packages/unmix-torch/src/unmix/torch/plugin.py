@@ -7,7 +7,8 @@ actually built.
 Models are registered per backend, as core expects: "torch:hourglass" is the same network as
 the Keras backend's "tensorflow:hourglass", so a configuration switches framework with
 `training.backend: "torch"` and keeps `training.model.name: "hourglass"` and all its options.
-Only the hourglass (the seed's production model) is ported; the seed's other models stay Keras-only.
+The hourglass (the seed's production model) and unmix's band hourglass are ported; the seed's other
+models stay Keras-only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ BACKEND = "torch"
 # Networks whose output is a window of the input's shape: name -> (module, function).
 NETWORKS = {
     "hourglass": ("unmix.torch.hourglass", "build_hourglass"),
+    "band-hourglass": ("unmix.torch.band_hourglass", "build_band_hourglass"),
 }
 
 

@@ -3,7 +3,8 @@
 The network is rebuilt on PyTorch's "meta" device, where tensors have shapes but no data, and a
 window is pushed through it with hooks on the layers that hold weights: shapes and parameter
 counts of the full-size hourglass come out in milliseconds, with no memory allocated. Shapes are
-shown as (bins, frames, channels), the batches' layout, so the two backends' summaries read alike.
+shown as Keras shows them, so the two backends' summaries read alike: (bins, frames, channels),
+the batches' layout, for images, and (frames, features) for sequences along time.
 """
 
 from __future__ import annotations
@@ -61,8 +62,7 @@ def summarize(factory: Callable[[], nn.Module], input_shape: tuple[int, int, int
             continue
 
         def record(module: nn.Module, inputs: object, output: torch.Tensor, name: str = name, own: int = own) -> None:
-            _batch, channels, bins, frames = output.shape
-            rows.append(Row(name, type(module).__name__, (bins, frames, channels), own))
+            rows.append(Row(name, type(module).__name__, _keras_shape(output.shape), own))
 
         hooks.append(layer.register_forward_hook(record))
     bins, frames, channels = input_shape
@@ -75,3 +75,12 @@ def summarize(factory: Callable[[], nn.Module], input_shape: tuple[int, int, int
     trainable = sum(parameter.numel() for parameter in network.parameters() if parameter.requires_grad)
     _batch, out_channels, out_bins, out_frames = (int(size) for size in output.shape)
     return Summary(tuple(rows), tuple(input_shape), (out_bins, out_frames, out_channels), trainable, statistics)
+
+
+def _keras_shape(shape: torch.Size) -> tuple[int, ...]:
+    """PyTorch's channels-first (batch, channels, *positions) as Keras' channels-last shape without the batch."""
+    if len(shape) == 4:
+        _batch, channels, bins, frames = shape
+        return (bins, frames, channels)
+    _batch, features, frames = shape
+    return (frames, features)
