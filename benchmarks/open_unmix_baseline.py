@@ -1,9 +1,10 @@
 """Open-Unmix trained from scratch on unmix's songs: an outside reference for the quality benchmark.
 
 unmix's own models are only as convincing as what they are compared with. Open-Unmix (Stöter et
-al. 2019, https://github.com/sigsep/open-unmix-pytorch) is a published, widely reproduced
-spectrogram network, so `train_open_unmix` trains it with its own recipe (scripts/train.py's
-defaults) on the same songs and for the same wall-clock budget as an unmix model, and
+al. 2019, https://github.com/sigsep/open-unmix-pytorch) is a published reference spectrogram
+network with a published training recipe, so `train_open_unmix` trains it with that recipe
+(scripts/train.py's defaults) on the same songs and for the same wall-clock budget as an unmix
+model, and
 `OpenUnmixRun.separate_samples` separates songs with it the way unmix's engine post-processes
 (a clipped ratio mask on the mixture, mixture phase), so that the benchmark compares networks and
 training, not post-processing.
@@ -32,9 +33,10 @@ The recipe, as followed here:
 Where this departs from the recipe, it is to fit unmix's conventions or a time budget: frames are
 centred with zero padding (unmix.core.audio.stft's convention; the recipe trains uncentred and
 reflect-pads at inference), training stops after `budget_seconds` of wall time instead of after
-1000 epochs or early stopping, and validation runs after every epoch on whole songs and once more
-when the budget runs out mid-epoch. Separation applies no Wiener filtering (the recipe's
-Separator offers it; unmix's engine has no equivalent).
+1000 epochs or early stopping, and besides the recipe's validation after every epoch (on whole
+songs) there is one more when the budget runs out mid-epoch. Separation applies no Wiener
+filtering (the recipe's Separator can; unmix's engine does not, and the comparison should not
+hinge on it).
 """
 
 from __future__ import annotations
