@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
 from open_unmix_baseline import OpenUnmixRun, train_open_unmix  # noqa: E402
 
+from unmix.core.callbacks import read_results  # noqa: E402
 from unmix.core.collection import split_collection  # noqa: E402
 from unmix.core.config import load_configuration  # noqa: E402
 from unmix.core.config_schema import Configuration  # noqa: E402
@@ -175,7 +176,7 @@ def main() -> None:
 
         run, unmix_seconds = train_unmix(configuration, folder, budget)
         unmix_engine = engine_from_run(run)
-        epochs = len((run / "results.csv").read_text().strip().splitlines()) - 1
+        epochs = len(read_results(run / "results.csv"))
         scores = score_songs(unmix_engine, test, jobs=2)
         scores = [score if score.method != "model" else attrs.evolve(score, method="unmix") for score in scores]
 
