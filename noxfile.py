@@ -4,6 +4,8 @@ Every session installs the packages editable with constraints.txt, which pins to
 session ever pulls an unpinned (multi-GB CUDA) build.
 """
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -37,6 +39,19 @@ def install_unmix(session: nox.Session, *extra: str) -> None:
     session.install(*CONSTRAINTS, *PACKAGES, *extra)
 
 
+def run_folders(working_directory: str) -> set[Path]:
+    runs = Path(working_directory) / "runs"
+    return set(runs.iterdir()) if runs.is_dir() else set()
+
+
+def the_new_run_folder(session: nox.Session, earlier_runs: set[Path]) -> str:
+    """The run folder `unmix train` just made: the one that was not there before (earlier demos leave theirs)."""
+    new_runs = run_folders(DEMO) - earlier_runs
+    if len(new_runs) != 1:
+        session.error(f"expected one new run folder in {DEMO}/runs after training, found {sorted(map(str, new_runs))}")
+    return str(new_runs.pop())
+
+
 @nox.session(python="3.11")
 def demo(session: nox.Session) -> None:
     """Make the demo songs, train the quickstart model, separate a test song and evaluate."""
@@ -44,9 +59,10 @@ def demo(session: nox.Session) -> None:
     data = f"{DEMO}/data"
     environment = {"UNMIX_COLLECTION_DIR": data, "TF_CPP_MIN_LOG_LEVEL": "2"}
     session.run("unmix", "datasets", "demo", data, "--force", env=environment)
-    trained = session.run("unmix", "train", "configurations/quickstart.jsonc", "--workingdir", DEMO,
-                          env=environment, silent=True)
-    run = trained.strip().splitlines()[-1].split(": ", 1)[1]
+    earlier_runs = run_folders(DEMO)
+    # Not silent: training takes minutes, and its progress bar and per-epoch lines are what shows it is working.
+    session.run("unmix", "train", "configurations/quickstart.jsonc", "--workingdir", DEMO, env=environment)
+    run = the_new_run_folder(session, earlier_runs)
     session.log(f"run folder: {run}")
     song = session.run("python", "-c", MIX_FIRST_TEST_SONG, data, f"{DEMO}/songs", silent=True).strip()
     session.run("unmix", "predict", "--run-folder", run, "--song", song, "--output", f"{DEMO}/separated",

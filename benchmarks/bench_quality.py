@@ -5,7 +5,15 @@ other on the same machine, then separate the same held-out test songs and are sc
 scorer (`unmix.core.evaluate.score_songs`: museval median, whole-track SDR and the rest, next to
 the mixture as the floor and the ideal ratio mask as the ceiling). The table gives medians over
 songs and the fraction of the floor-to-ceiling gap each model closed, plus how fast each separated
-the test songs (seconds of audio per second, network and STFTs, in this process).
+the test songs (seconds of audio per second, network and STFTs, in memory in this process: neither
+side decodes or writes files), at the configuration's rate and the songs' channel count, which the
+table states. The CPU and the thread counts of both sides are printed: PyTorch (Open-Unmix) and
+TensorFlow (unmix, in this process and in `unmix train`) get the same `--threads`, every core by
+default.
+
+One training of each is one sample of a noisy process (threaded batches, non-deterministic kernels,
+few test songs): `--repeats N` trains both N times and reports, per metric, the median over runs
+and the spread (min-max), and calls a side ahead only where the two spreads do not overlap.
 
 - unmix trains with `unmix train` in a subprocess, with the configuration's epoch count raised
   and early stopping off so it uses the whole budget; when the budget is spent it gets Ctrl-C
@@ -15,10 +23,11 @@ the test songs (seconds of audio per second, network and STFTs, in this process)
   training and validation songs, best state by validation loss.
 - The split is the unmix configuration's (md5 order, collection.test_data_count test songs).
 
-Run: `nox -s bench-quality -- [--configuration C] [--collection DIR] [--budget-minutes 30] [--output DIR]`
-(default: configurations/quickstart.jsonc on a fresh demo collection, 30 minutes per model, so
-a little over an hour in all on 2 cores). Needs `pip install openunmix --no-deps` (the nox session
-installs it).
+Run: `nox -s bench-quality -- [--configuration C] [--collection DIR] [--budget-minutes 30] [--output DIR]
+[--repeats 1] [--threads N] [--songs 24] [--song-seconds S]` (default: configurations/quickstart.jsonc
+on a fresh 24-song demo collection, 30 minutes per model, so a little over an hour in all on 2
+cores; a smoke run: `--budget-minutes 1 --songs 9 --song-seconds 8`). Needs
+`pip install openunmix==1.3.0 --no-deps` (the nox session installs it).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
+from machine import default_threads, describe_cpu, describe_threads, use_threads  # noqa: E402
 from open_unmix_baseline import OpenUnmixRun, train_open_unmix  # noqa: E402
 
 from unmix.core.callbacks import read_results  # noqa: E402
@@ -78,8 +88,10 @@ def unmix_command() -> str:
     return str(Path(sys.executable).parent / "unmix")
 
 
-def make_demo_collection(destination: Path) -> Path:
-    subprocess.run([unmix_command(), "datasets", "demo", str(destination), "--force"], check=True)
+def make_demo_collection(destination: Path, songs: int, seconds: float | None) -> Path:
+    length = [] if seconds is None else ["--seconds", str(seconds)]
+    subprocess.run([unmix_command(), "datasets", "demo", str(destination), "--force", "--songs", str(songs), *length],
+                   check=True)
     return destination
 
 
@@ -154,47 +166,126 @@ def print_table(summary: dict, songs: int, target: str, trained: dict[str, str],
           f"separates at least as fast: {'yes' if faster else 'NO'}")
 
 
+@attrs.frozen
+class Trial:
+    """One training of each side, scored: the per-method summary, how each trained, how fast each separates."""
+
+    summary: dict
+    trained: dict[str, str]
+    speeds: dict[str, float]
+
+
+@attrs.frozen
+class Spread:
+    """A number over repeated runs: the median and the range it moved in."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        return cls(float(np.median(values)), min(values), max(values))
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f} [{self.low:.2f}-{self.high:.2f}]"
+
+
+def comparison(unmix: Spread, umx: Spread) -> str:
+    """'ahead' or 'behind' only when one side's worst run beats the other's best; else level within the noise."""
+    if unmix.low > umx.high:
+        return "unmix ahead"
+    if unmix.high < umx.low:
+        return "unmix behind"
+    return "level within the spread"
+
+
+def print_spreads(trials: list[Trial], songs: int, target: str) -> None:
+    models = ("unmix", "open-unmix")
+    print(f"\n{len(trials)} runs of each, {songs} test songs; per run the median over songs in dB; "
+          f"here the median over runs [min-max]; target = {target}")
+    print(f"{'stem':<7}{'metric':<13}{'mixture':>9}{'unmix':>21}{'open-unmix':>21}{'oracle':>9}  verdict")
+    for stem, metric in ROWS:
+        floor, ceiling = (median(trials[0].summary, method, stem, metric) for method in ("mixture", "oracle"))
+        spreads = [Spread.of([median(trial.summary, model, stem, metric) for trial in trials]) for model in models]
+        print(f"{stem:<7}{metric:<13}{floor:>9.2f}{spreads[0]!s:>21}{spreads[1]!s:>21}{ceiling:>9.2f}  "
+              f"{comparison(*spreads)}")
+    for model in models:
+        print(f"{model}: separates {Spread.of([trial.speeds[model] for trial in trials])}x real time")
+
+
+def channel_handling(song_channels: int, model_channels: int) -> str:
+    """How a model sees the songs' channels, which decides how much work one second of audio is."""
+    if song_channels == 1:
+        return "mono"
+    return f"{song_channels} channels, " + ("each as mono" if model_channels == 1 else "jointly")
+
+
+def run_trial(repeat: int, configuration: Path, settings: Configuration, folder: Path, splits: tuple[list, list, list],
+              budget: float) -> Trial:
+    """Train and score both sides once; repeat `repeat` gets its own working folder and Open-Unmix seed."""
+    training, validation, test = splits
+    run, unmix_seconds = train_unmix(configuration, folder / f"repeat-{repeat}", budget)
+    unmix_engine = engine_from_run(run)
+    epochs = len(read_results(run / "results.csv"))
+    scores = score_songs(unmix_engine, test, jobs=2)
+    scores = [score if score.method != "model" else attrs.evolve(score, method="unmix") for score in scores]
+
+    umx = train_open_unmix(training, validation, settings.collection.sample_rate, budget, seed=repeat)
+    umx_engine = OpenUnmixEngine(umx, settings)
+    umx_scores = score_songs(umx_engine, test, jobs=2)
+    scores += [attrs.evolve(score, method="open-unmix") for score in umx_scores if score.method == "model"]
+
+    speeds = {"unmix": separation_speed(unmix_engine, test), "open-unmix": separation_speed(umx_engine, test)}
+    rate = settings.collection.sample_rate
+    trained = {
+        "unmix": f"{settings.training.model.name} ({settings.training.backend}), {epochs} epochs in "
+                 f"{unmix_seconds:.0f} s, {unmix_engine.model.trainable_parameters():,} parameters, "
+                 f"{rate} Hz, {channel_handling(test[0].channels, settings.channels)}, run {run}",
+        "open-unmix": f"{umx.steps} steps ({umx.epochs:.2f} epochs) in {umx.seconds:.0f} s, "
+                      f"{umx.parameters:,} parameters, n_fft {umx.n_fft}, hop {umx.hop_length}, {rate} Hz, "
+                      f"{channel_handling(test[0].channels, umx.channels)}, "
+                      f"best validation loss {umx.best_validation_loss}",
+    }
+    return Trial(aggregate(scores), trained, speeds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--configuration", type=Path, default=REPOSITORY / "configurations" / "quickstart.jsonc")
     parser.add_argument("--collection", type=Path, default=None, help="default: a fresh `unmix datasets demo`")
     parser.add_argument("--budget-minutes", type=float, default=30.0, help="training wall time per model")
     parser.add_argument("--output", type=Path, default=None, help="keep runs and data here (default: a temp dir)")
+    parser.add_argument("--repeats", type=int, default=1, help="train both this many times; median and spread")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="threads for PyTorch and TensorFlow alike [default: every core]")
+    parser.add_argument("--songs", type=int, default=24, help="songs in the demo collection made without --collection")
+    parser.add_argument("--song-seconds", type=float, default=None, help="length of each demo song [default: demo's]")
     arguments = parser.parse_args()
     budget = 60.0 * arguments.budget_minutes
+    use_threads(arguments.threads)
 
     with tempfile.TemporaryDirectory(prefix="unmix-bench-quality-") as temporary:
         folder = arguments.output or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
-        collection = arguments.collection or make_demo_collection(folder / "data")
+        collection = arguments.collection or make_demo_collection(folder / "data", arguments.songs,
+                                                                  arguments.song_seconds)
         configuration = budget_configuration(arguments.configuration, collection, folder)
         settings = load_configuration(configuration).settings
         split = split_collection(settings.collection, lambda path: collection_songs(settings, path))
-        training, validation, test = (loaded(songs) for songs in (split.training, split.validation, split.test))
-        print(f"songs: {len(training)} training, {len(validation)} validation, {len(test)} test; "
-              f"budget {arguments.budget_minutes:g} min per model")
+        splits = tuple(loaded(songs) for songs in (split.training, split.validation, split.test))
+        print(f"songs: {len(splits[0])} training, {len(splits[1])} validation, {len(splits[2])} test; "
+              f"budget {arguments.budget_minutes:g} min per model, {arguments.repeats} run(s) of each")
+        print(f"CPU: {describe_cpu()}\nthreads: {describe_threads()}", flush=True)
 
-        run, unmix_seconds = train_unmix(configuration, folder, budget)
-        unmix_engine = engine_from_run(run)
-        epochs = len(read_results(run / "results.csv"))
-        scores = score_songs(unmix_engine, test, jobs=2)
-        scores = [score if score.method != "model" else attrs.evolve(score, method="unmix") for score in scores]
-
-        umx = train_open_unmix(training, validation, settings.collection.sample_rate, budget)
-        umx_engine = OpenUnmixEngine(umx, settings)
-        umx_scores = score_songs(umx_engine, test, jobs=2)
-        scores += [attrs.evolve(score, method="open-unmix") for score in umx_scores if score.method == "model"]
-
-        speeds = {"unmix": separation_speed(unmix_engine, test),
-                  "open-unmix": separation_speed(umx_engine, test)}
-        trained = {
-            "unmix": f"{settings.training.model.name} ({settings.training.backend}), {epochs} epochs in "
-                     f"{unmix_seconds:.0f} s, {unmix_engine.model.trainable_parameters():,} parameters, run {run}",
-            "open-unmix": f"{umx.steps} steps ({umx.epochs:.2f} epochs) in {umx.seconds:.0f} s, "
-                          f"{umx.parameters:,} parameters, n_fft {umx.n_fft}, hop {umx.hop_length}, "
-                          f"best validation loss {umx.best_validation_loss}",
-        }
-        print_table(aggregate(scores), len(test), settings.collection.target, trained, speeds)
+        trials = []
+        for repeat in range(arguments.repeats):
+            trial = run_trial(repeat, configuration, settings, folder, splits, budget)
+            print_table(trial.summary, len(splits[2]), settings.collection.target, trial.trained, trial.speeds)
+            trials.append(trial)
+        if len(trials) > 1:
+            print_spreads(trials, len(splits[2]), settings.collection.target)
+        print(f"CPU: {describe_cpu()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,9 @@ from unmix.core.config_schema import (  # noqa: E402
 )
 from unmix.core.plugins import plugin_manager  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
+
 CONFIGURATIONS = Path(__file__).resolve().parents[1] / "configurations"
 
 
@@ -44,7 +48,8 @@ def device() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-    return f"CPU ({os.cpu_count()} cores)"
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or "default"
+    return f"{cpu_model()} ({os.cpu_count()} cores, tensorflow intra-op threads {threads})"
 
 
 def half_gain_batches(count: int, batch_size: int, shape: tuple[int, ...], work_seconds: float = 0.0
@@ -79,11 +84,11 @@ def bench_configuration(relative: str, steps: int, batch_size: int, predict_wind
     model.train_epoch(half_gain_batches(steps, batch_size, shape), steps, lambda step, running: None)
     per_step = (time.perf_counter() - started) / steps
 
-    model.prediction_batch_size = batch_size
     windows = next(half_gain_batches(1, predict_windows, shape))[0]
     model.predict(windows[:batch_size])
     started = time.perf_counter()
-    model.predict(windows)
+    for start in range(0, len(windows), batch_size):
+        model.predict(windows[start:start + batch_size])
     predict_seconds = time.perf_counter() - started
     return {
         "benchmark": "train_and_predict",

@@ -13,15 +13,17 @@ with random weights (speed does not depend on what a network learned) and is tim
   after an untimed one-second warm-up; real-time factor = audio seconds / wall seconds.
 
 The backends take turns (--rounds times) and each keeps its best time, so a burst of load from
-another process does not land on one backend only. Thread counts are each framework's default
-(--torch-threads overrides PyTorch's). On a machine shared with other busy processes PyTorch's
-OpenMP threads, which spin while they wait, lose far more than TensorFlow's pool: run once more
-with OMP_WAIT_POLICY=PASSIVE (or --torch-threads 1) to see how much of a gap is that. The load
-average is printed before and after. Prints one JSON line per configuration and backend, then
-the torch/keras ratios.
+another process does not land on one backend only. Both backends get the same thread count
+(--threads, every core by default: intra-op and inter-op alike), and the same audio in and out
+(samples in memory, at the configuration's rate and channel count, both printed). On a machine
+shared with other busy processes PyTorch's OpenMP threads, which spin while they wait, lose far
+more than TensorFlow's pool: run once more with OMP_WAIT_POLICY=PASSIVE (or --threads 1) to see
+how much of a gap is that. The CPU, the thread counts and the load average are printed before,
+the load average after. Prints one JSON line per configuration and backend, then the torch/keras
+ratios.
 
 Run: `python benchmarks/bench_torch.py [--steps 2] [--batch-size 2] [--seconds 20] [--rounds 2] [--quick]
-[--torch-threads N]` (`--quick`: the quickstart configuration only; about 6 minutes in all on 2 cores).
+[--threads N]` (`--quick`: the quickstart configuration only; about 6 minutes in all on 2 cores).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -47,6 +50,9 @@ from unmix.core.plugins import plugin_manager  # noqa: E402
 from unmix.core.prediction import Engine  # noqa: E402
 from unmix.core.training_data import create_transform  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model, default_threads, describe_cpu, describe_threads, use_threads  # noqa: E402
+
 CONFIGURATIONS = Path(__file__).resolve().parents[1] / "configurations"
 BACKENDS = ("tensorflow", "torch")
 
@@ -55,7 +61,8 @@ def device() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     policy = os.environ.get("OMP_WAIT_POLICY", "default")
-    return f"CPU ({os.cpu_count()} cores; torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY {policy})"
+    return (f"{cpu_model()} ({os.cpu_count()} cores; torch threads {torch.get_num_threads()}, tensorflow intra-op "
+            f"threads {tf.config.threading.get_intra_op_parallelism_threads()}, OMP_WAIT_POLICY {policy})")
 
 
 def with_backend(settings: Configuration, backend: str) -> Configuration:
@@ -121,6 +128,8 @@ class Subject:
             "device": device(),
             "trainable_parameters": self.model.trainable_parameters(),
             "input_shape": list(input_shape(self.settings)),
+            "sample_rate": self.settings.collection.sample_rate,
+            "channels": self.settings.channels,
             "batch_size": self.batch_size,
             "steps": steps,
             "build_seconds": round(self.build_seconds, 2),
@@ -157,12 +166,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="audio separated per inference round")
     parser.add_argument("--rounds", type=int, default=2, help="turns each backend takes; the best is kept")
     parser.add_argument("--quick", action="store_true", help="the quickstart configuration only")
-    parser.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads [default: torch's]")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="threads for PyTorch and TensorFlow alike [default: every core]")
     arguments = parser.parse_args()
-    if arguments.torch_threads:
-        torch.set_num_threads(arguments.torch_threads)
-    print(f"load average before: {os.getloadavg()[0]:.2f}; tensorflow {tf.__version__}, torch {torch.__version__}",
-          flush=True)
+    use_threads(arguments.threads)
+    print(f"CPU: {describe_cpu()}; tensorflow {tf.__version__}, torch {torch.__version__}", flush=True)
+    print(f"threads: {describe_threads()}", flush=True)
     configurations = ["quickstart.jsonc"] + ([] if arguments.quick else ["mini/mini-hourglass.jsonc"])
     for configuration in configurations:
         bench(configuration, arguments.steps, arguments.batch_size, arguments.seconds, arguments.rounds)

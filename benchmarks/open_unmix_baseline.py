@@ -64,7 +64,7 @@ if importlib.util.find_spec("torchaudio") is None:
 from openunmix.model import OpenUnmix  # noqa: E402
 from openunmix.utils import bandwidth_to_max_bin  # noqa: E402
 
-__all__ = ["OpenUnmixRun", "train_open_unmix"]
+__all__ = ["OpenUnmixRun", "recipe_stft_sizes", "train_open_unmix", "untrained_open_unmix"]
 
 RECIPE_SAMPLE_RATE = 44100
 RECIPE_N_FFT = 4096
@@ -152,21 +152,9 @@ def train_open_unmix(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
 
-    n_fft = 2 ** round(math.log2(RECIPE_N_FFT * sample_rate / RECIPE_SAMPLE_RATE))
-    hop_length = n_fft // 4
-    bandwidth = min(RECIPE_BANDWIDTH_HZ, sample_rate / 2)
-    max_bin = int(bandwidth_to_max_bin(sample_rate, n_fft, bandwidth))
+    n_fft, hop_length = recipe_stft_sizes(sample_rate)
     mean, std = _input_statistics(training, n_fft, hop_length)
-    network = OpenUnmix(
-        nb_bins=n_fft // 2 + 1,
-        nb_channels=channels,
-        hidden_size=HIDDEN_SIZE,
-        nb_layers=LSTM_LAYERS,
-        unidirectional=False,
-        input_mean=mean,
-        input_scale=std,
-        max_bin=max_bin,
-    )
+    network = _recipe_network(sample_rate, channels, mean, std)
     optimizer = torch.optim.Adam(network.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=80, cooldown=10)
 
@@ -239,8 +227,44 @@ def train_open_unmix(
         steps=steps,
         seconds=seconds,
         best_validation_loss=best_loss,
-        parameters=sum(parameter.numel() for parameter in network.parameters() if parameter.requires_grad),
+        parameters=_trainable_parameters(network),
     )
+
+
+def untrained_open_unmix(sample_rate: int, channels: int, *, seed: int = 0) -> OpenUnmixRun:
+    """The recipe's network with random weights, for speed measurements: time does not depend on what it learned."""
+    torch.manual_seed(seed)
+    n_fft, hop_length = recipe_stft_sizes(sample_rate)
+    network = _recipe_network(sample_rate, channels, None, None).eval()
+    return OpenUnmixRun(network=network, sample_rate=sample_rate, channels=channels, n_fft=n_fft,
+                        hop_length=hop_length, epochs=0.0, steps=0, seconds=0.0, best_validation_loss=None,
+                        parameters=_trainable_parameters(network))
+
+
+def recipe_stft_sizes(sample_rate: int) -> tuple[int, int]:
+    """The recipe's n_fft 4096 and hop 1024 at 44.1 kHz, scaled to `sample_rate` (n_fft a power of two)."""
+    n_fft = 2 ** round(math.log2(RECIPE_N_FFT * sample_rate / RECIPE_SAMPLE_RATE))
+    return n_fft, n_fft // 4
+
+
+def _recipe_network(sample_rate: int, channels: int, mean: np.ndarray | None, std: np.ndarray | None) -> OpenUnmix:
+    """OpenUnmix as the recipe sizes it; `mean` and `std` None leave its input normalisation at 0 and 1."""
+    n_fft, _ = recipe_stft_sizes(sample_rate)
+    bandwidth = min(RECIPE_BANDWIDTH_HZ, sample_rate / 2)
+    return OpenUnmix(
+        nb_bins=n_fft // 2 + 1,
+        nb_channels=channels,
+        hidden_size=HIDDEN_SIZE,
+        nb_layers=LSTM_LAYERS,
+        unidirectional=False,
+        input_mean=mean,
+        input_scale=std,
+        max_bin=int(bandwidth_to_max_bin(sample_rate, n_fft, bandwidth)),
+    )
+
+
+def _trainable_parameters(network: OpenUnmix) -> int:
+    return sum(parameter.numel() for parameter in network.parameters() if parameter.requires_grad)
 
 
 def _check_songs(songs: Sequence[SongAudio], sample_rate: int) -> int:

@@ -7,14 +7,14 @@ milliseconds, and is registered through the same `register_models` hook.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from unmix.core.errors import UnmixError
+from unmix.core.files import atomic_path
 from unmix.core.hookspecs import hookimpl
 
 
@@ -70,11 +70,8 @@ class GainMaskModel:
         return np.broadcast_to(self.gains[None], inputs.shape).astype(np.float32)
 
     def save_checkpoint(self, path: Path) -> None:
-        path = Path(path)
-        handle, temporary = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-        os.close(handle)
-        np.savez(temporary, gains=self.gains, learning_rate=self._learning_rate, steps_taken=self.steps_taken)
-        os.replace(temporary, path)
+        with atomic_path(Path(path)) as temporary, open(temporary, "wb") as handle:
+            np.savez(handle, gains=self.gains, learning_rate=self._learning_rate, steps_taken=self.steps_taken)
 
     def load_checkpoint(self, path: Path) -> None:
         try:
@@ -82,7 +79,7 @@ class GainMaskModel:
                 self.gains = saved["gains"]
                 self._learning_rate = float(saved["learning_rate"])
                 self.steps_taken = int(saved["steps_taken"])
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise UnmixError(f"checkpoint '{path}' is corrupt ({error}); resume from another run") from None
 
 

@@ -67,12 +67,14 @@ def test_plugins_lists_entry_point_plugins_and_reports_a_broken_one(tmp_path):
     tone = next(plugin for plugin in listing["plugins"] if plugin["name"] == "tone")
     assert tone["distribution"] == "unmix-tone" and tone["version"] == "2.0.0"
     assert tone["registers"] == {"models": ["numpy:tone"]}
+    assert tone["commands"] == ["hello"]
     assert any("'broken'" in failure and "not_a_real_module" in failure for failure in listing["failures"])
     assert "plugin 'broken'" in result.stderr  # also warned once on stderr
 
     text = run_unmix("plugins", env=environment)
     assert "tone (unmix-tone 2.0.0)" in text.stdout
     assert "models: numpy:tone" in text.stdout
+    assert "commands: hello" in text.stdout
 
 
 def test_a_plugin_can_add_a_command(tmp_path):
@@ -132,3 +134,32 @@ def test_unknown_plugin_name_lists_the_known_ones(tmp_path):
     result = run_unmix("config", "check", path, cwd=tmp_path, env=with_plugins(tmp_path))
     assert_one_line_error(result, "training.model.name", "unknown model 'numpy:tome'", "did you mean 'numpy:tone'",
                           "numpy:tone [tone]")
+
+
+TENSORFLOW_START_UP = ("oneDNN custom operations", "cpu_feature_guard", "This TensorFlow binary is optimized",
+                       "absl::InitializeLog")
+
+
+def test_tensorflow_start_up_lines_show_only_when_asked(tmp_path):
+    from tests.training_fixtures import write_configuration, write_seed_collection
+
+    collection = write_seed_collection(tmp_path / "collection", songs=3, seconds=1.0)
+    configuration = write_configuration(tmp_path / "tiny.jsonc", collection, "hourglass", epochs=1,
+                                        backend="tensorflow", stacks=1, hg_module={"filters": 4})
+    environment = {key: value for key, value in clean_environment().items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = run_unmix("train", str(configuration), "--workingdir", str(tmp_path / "quiet"), env=environment,
+                      timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert not [line for line in quiet.stderr.splitlines() if any(noise in line for noise in TENSORFLOW_START_UP)]
+    debugged = run_unmix("train", str(configuration), "--workingdir", str(tmp_path / "debug"),
+                         env={**environment, "UNMIX_DEBUG": "1"}, timeout=300)
+    assert debugged.returncode == 0, debugged.stderr
+    assert "oneDNN custom operations" in debugged.stderr  # the lines exist, so the quiet run really hid them
+
+
+def test_an_unmix_error_shows_its_traceback_only_with_unmix_debug(tmp_path):
+    missing = str(tmp_path / "missing.jsonc")
+    assert_one_line_error(run_unmix("config", "show", missing), "missing.jsonc")
+    debugged = run_unmix("config", "show", missing, env=clean_environment(UNMIX_DEBUG="1"))
+    assert debugged.returncode == 2 and "Traceback" in debugged.stderr
+    assert debugged.stderr.splitlines()[-1].startswith("unmix: error:")

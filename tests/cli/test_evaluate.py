@@ -1,8 +1,12 @@
 import csv
 import json
+import shutil
 
+import numpy as np
 import pytest
+import soundfile
 
+from tests.bad_inputs.catalogue import assert_clean_failure, assert_untouched, snapshot
 from tests.helpers import assert_one_line_error, clean_environment, run_unmix
 from tests.training_fixtures import (
     gain_plugin_path,
@@ -11,6 +15,7 @@ from tests.training_fixtures import (
     write_configuration,
     write_seed_collection,
 )
+from unmix.core.cache import open_songs
 from unmix.core.training import train
 
 
@@ -67,3 +72,35 @@ def test_bad_evaluation_input_is_one_line(trained, tmp_path):
     (no_model / "configuration.jsonc").write_text((run / "configuration.jsonc").read_text())
     assert_one_line_error(run_unmix("evaluate", "--run-folder", str(no_model), "--collection", str(empty),
                                     env=environment), "no-model")
+
+
+def test_a_song_with_nan_samples_is_refused_naming_the_song_and_the_sample(trained, tmp_path):
+    run, collection, environment = trained
+    songs = tmp_path / "songs"
+    shutil.copytree(collection / "song00", songs / "song00")
+    vocals = songs / "song00" / "vocals_song00.wav"
+    samples, rate = soundfile.read(vocals, dtype="float32")
+    samples[1234] = np.nan
+    soundfile.write(vocals, samples, rate, subtype="FLOAT")
+    before = snapshot(run)
+    result = run_unmix("evaluate", "--run-folder", str(run), "--collection", str(songs), "--test-data-count", "0",
+                       env=environment, timeout=300)
+    line = assert_clean_failure(result, "song00", "sample 1234 of channel 0 is NaN", "repair or remove")
+    assert "model" not in line
+    assert_untouched(before, run)
+
+
+def test_a_damaged_cache_with_nan_samples_is_refused_naming_the_cached_stem(trained, tmp_path):
+    run, collection, environment = trained
+    songs = tmp_path / "songs"
+    shutil.copytree(collection / "song01", songs / "song01")
+    (cached,) = open_songs(songs, sample_rate=8000, channels=1, target="vocals")
+    rest = np.load(cached.rest_path, mmap_mode="r+")
+    rest[0, 4321] = np.inf
+    rest.flush()
+    del rest
+    before = snapshot(run)
+    result = run_unmix("evaluate", "--run-folder", str(run), "--collection", str(songs), "--test-data-count", "0",
+                       env=environment, timeout=300)
+    assert_clean_failure(result, "song 'song01', rest stem", str(cached.rest_path), "sample 4321 of channel 0 is +inf")
+    assert_untouched(before, run)

@@ -195,3 +195,38 @@ def test_the_command_is_listed_with_its_options() -> None:
         assert option in result.stdout
     bad = unmix("generate", "--path", "x", "--destination", "y", "--channels", "3")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def write_long_tone(path: Path, minutes: int, frequency: float, rate: int = 8000) -> None:
+    """A long 16-bit wav written a minute at a time, so the test itself stays small."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with soundfile.SoundFile(path, "w", rate, 1, subtype="PCM_16") as handle:
+        for minute in range(minutes):
+            t = (minute * 60 * rate + np.arange(60 * rate)) / rate
+            handle.write((0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32))
+
+
+def peak_memory_of_generate(raw: Path, data: Path) -> int:
+    """Peak resident memory (bytes) of one `unmix generate`, measured in a fresh parent process so that
+    RUSAGE_CHILDREN holds that run alone."""
+    measure = ("import resource, subprocess, sys\n"
+               "result = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+               "assert result.returncode == 0, result.stderr\n"
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    result = subprocess.run([sys.executable, "-c", measure, UNMIX, "generate", "--path", str(raw), "--destination",
+                             str(data), "--sample-rate", "12000", "--jobs", "1"],
+                            capture_output=True, text=True, timeout=300, check=True)
+    return int(result.stdout) * 1024  # Linux reports kilobytes
+
+
+def test_memory_does_not_grow_with_the_length_of_the_song(tmp_path: Path) -> None:
+    peaks = {}
+    for minutes in (1, 20):
+        raw = tmp_path / f"raw{minutes}"
+        write_long_tone(raw / "song" / "vocals_song.wav", minutes, 440.0)
+        write_long_tone(raw / "song" / "rest_song.wav", minutes, 220.0)
+        peaks[minutes] = peak_memory_of_generate(raw, tmp_path / f"data{minutes}")
+
+    decoded_extra = 2 * 19 * 60 * 12000 * 4  # the 19 extra minutes of both stems, resampled, as float32
+    assert valid_cache(tmp_path / "data20")["raw20/song"]["frames"] == 20 * 60 * 12000
+    assert peaks[20] - peaks[1] < decoded_extra / 10, (peaks, decoded_extra)

@@ -114,3 +114,61 @@ def test_song_accepts_any_uri_a_source_plugin_claims(trained, tmp_path):
                        str(tmp_path / "out"), env=environment)
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["tone-440_rest.wav", "tone-440_vocals.wav"]
+
+
+@pytest.mark.parametrize(("name", "rate", "channels"), [
+    ("eight channels.wav", 8000, 8),
+    ("low rate.wav", 8000, 1),
+    ("high rate.flac", 192000, 2),
+    ("it's \"Déjà vu\" – Ærø.wav", 44100, 2),
+])
+def test_stems_keep_the_input_rate_channels_and_length(trained, tmp_path, name, rate, channels):
+    run, _, environment = trained
+    song = write_song(tmp_path / name, seconds=1.3, rate=rate, channels=channels)
+    output = tmp_path / "out"
+    result = run_unmix("predict", "--run-folder", str(run), "--song", str(song), "--output", str(output),
+                       "--bit-depth", "float", env=environment)
+    assert result.returncode == 0, result.stderr
+    original, _ = soundfile.read(song, dtype="float32", always_2d=True)
+    # Characters some file systems refuse (the quotes) are replaced in the song name.
+    files = {path.stem.rsplit("_", 1)[1]: path for path in output.iterdir()}
+    assert sorted(files) == ["rest", "vocals"]
+    stems = {}
+    for kind, path in files.items():
+        stems[kind], written_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        assert written_rate == rate and stems[kind].shape == original.shape
+    np.testing.assert_allclose(stems["vocals"] + stems["rest"], original, atol=1e-5)
+
+
+def test_rerunning_into_an_output_folder_inside_the_songs_folder(trained, tmp_path):
+    run, _, environment = trained
+    songs = tmp_path / "songs"
+    write_song(songs / "live.wav")
+    write_song(songs / "live_rest.wav")  # the user's own file: a song, not an output
+    output = songs / "separated"
+    arguments = ["predict", "--run-folder", str(run), "--songs", str(songs), "--output", str(output)]
+    first = run_unmix(*arguments, env=environment)
+    assert first.returncode == 0, first.stderr
+    expected = ["live_rest_rest.wav", "live_rest_vocals.wav", "live_rest.wav", "live_vocals.wav"]
+    assert sorted(path.name for path in output.iterdir()) == sorted(expected)
+    user_file = (songs / "live_rest.wav").read_bytes()
+
+    assert_one_line_error(run_unmix(*arguments, env=environment), "4 output files already exist", "--overwrite")
+    again = run_unmix(*arguments, "--overwrite", env=environment)
+    assert again.returncode == 0, again.stderr
+    assert "separated 2 of 2 songs" in again.stdout, "the first run's stems must not be taken as songs"
+    assert sorted(path.name for path in output.iterdir()) == sorted(expected)
+    assert (songs / "live_rest.wav").read_bytes() == user_file
+
+
+def test_a_large_batch_size_separates_the_same(trained, tmp_path):
+    run, _, environment = trained
+    song = write_song(tmp_path / "song.wav")
+    outputs = {}
+    for batch_size in ("1", "64"):
+        output = tmp_path / batch_size
+        result = run_unmix("predict", "--run-folder", str(run), "--song", str(song), "--output", str(output),
+                           "--batch-size", batch_size, "--bit-depth", "float", env=environment)
+        assert result.returncode == 0, result.stderr
+        outputs[batch_size] = soundfile.read(output / "song_vocals.wav")[0]
+    np.testing.assert_allclose(outputs["1"], outputs["64"], atol=1e-6)

@@ -13,6 +13,7 @@ import soundfile
 import stempeg
 
 from unmix.core.cache import (
+    BLOCK_FRAMES,
     CachedSong,
     CacheSettings,
     default_cache_folder,
@@ -361,3 +362,63 @@ def test_trainings_sharing_a_raw_folder_wait_for_each_other(tmp_path):
         assert waiting.is_alive()  # queued behind the other writer
     waiting.join(timeout=60)
     assert [s.name for s in result["songs"]] == ["song"]
+
+
+def test_a_song_longer_than_one_block_is_cached_sample_exact_in_both_channels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    frames = 3 * BLOCK_FRAMES + 1234  # several decode and write blocks, the last one partial
+    vocals = rng.uniform(-0.5, 0.5, (frames, 2)).astype(np.float32)
+    rest = rng.uniform(-0.5, 0.5, (frames, 2)).astype(np.float32)
+    (tmp_path / "raw" / "song").mkdir(parents=True)
+    soundfile.write(tmp_path / "raw" / "song" / "vocals_song.wav", vocals, 16000, subtype="FLOAT")
+    soundfile.write(tmp_path / "raw" / "song" / "rest_song.wav", rest, 16000, subtype="FLOAT")
+
+    (song,) = generate_cache(tmp_path / "raw", tmp_path / "data", sample_rate=16000, channels=2, jobs=1).songs
+
+    audio = song.load()
+    np.testing.assert_array_equal(audio.target, vocals.T)
+    np.testing.assert_array_equal(audio.rest, rest.T)
+
+
+def test_a_nan_sample_skips_the_song_naming_the_file_and_position(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    seed_song(raw, "good")
+    bad = seed_song(raw, "bad")
+    samples = tone(1, 8000, 440)
+    samples[4321, 0] = np.nan
+    soundfile.write(bad / "rest_bad.wav", samples, 8000, subtype="FLOAT")
+
+    report = generate_cache(raw, tmp_path / "data", sample_rate=8000, jobs=1)
+
+    assert [song.name for song in report.songs] == ["good"]
+    (skipped,) = report.skipped
+    assert skipped.path == bad and "rest_bad.wav" in skipped.reason
+    assert "sample 4321 of channel 0 is NaN" in skipped.reason
+    assert not list((tmp_path / "data").rglob("*.tmp")) and not (tmp_path / "data" / "raw" / "bad").exists()
+
+
+def test_without_a_target_the_one_the_file_names_designate_is_cached(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write(raw / "x" / "piano_x.wav", tone(1, 8000, 440), 8000)
+    write(raw / "x" / "rest_x.wav", tone(1, 8000, 220), 8000)
+
+    report = generate_cache(raw, tmp_path / "data", sample_rate=8000, jobs=1)
+
+    assert report.settings.target == "piano" and [song.name for song in report.songs] == ["x"]
+    explicit = generate_cache(raw, tmp_path / "other", sample_rate=8000, target="vocals", jobs=1)
+    assert not explicit.songs and "add 'vocals_<song>.<ext>' beside it" in explicit.skipped[0].reason
+
+
+def test_training_on_a_raw_guitar_collection_without_a_target_trains_guitar(tmp_path: Path) -> None:
+    from tests.training_fixtures import register_gain_model, write_configuration, write_seed_collection
+    from unmix.core.config import load_configuration
+    from unmix.core.training_data import prepare_training_data
+
+    register_gain_model()
+    collection = write_seed_collection(tmp_path / "guitars", songs=4, seconds=1.0, target="guitar")
+    configuration = write_configuration(tmp_path / "tiny.jsonc", collection, "gain-mask", epochs=1)
+
+    data = prepare_training_data(load_configuration(configuration))
+
+    assert len(data.training.songs) == 3
+    assert all("target=guitar" in str(song.folder) for song in data.training.songs)

@@ -17,15 +17,17 @@ from unmix.core.collection import (
     SkippedSong,
     Split,
     find_tracks,
+    infer_target,
     mix_songs,
     order_songs,
+    printable,
     scan_tracks,
     song_limit_count,
     split_collection,
     split_songs,
 )
 from unmix.core.config_schema import Collection, CollectionFolder
-from unmix.core.errors import ConfigurationError
+from unmix.core.errors import ConfigurationError, UnmixError
 from unmix.core.hookspecs import hookimpl
 from unmix.core.tracks import StemFile, Track
 from unmix.sources.mixers import RatioMixer
@@ -254,3 +256,29 @@ def test_auto_runs_every_layout_by_priority_and_drops_songs_found_twice(
     # "b" was found by the second layout, so the first one's complaint about it is not reported.
     assert [song.path.name for song in scan.skipped] == ["z"]
     assert [track.name for track in find_tracks(tmp_path, "vocals", "second")] == ["a", "a-again", "b"]
+
+
+def seed_files(folder: Path, target: str, song: str) -> None:
+    """Empty files are enough: inference reads names, never audio."""
+    (folder / song).mkdir(parents=True)
+    for role in (target, "rest"):
+        (folder / song / f"{role}_{song}.wav").write_bytes(b"")
+
+
+def test_the_target_is_inferred_from_file_names_or_listed_when_ambiguous(tmp_path: Path) -> None:
+    for index in range(3):
+        seed_files(tmp_path / "guitars", "guitar", f"song{index}")
+    assert infer_target(tmp_path / "guitars") == "guitar"
+
+    (tmp_path / "stems" / "song").mkdir(parents=True)
+    for stem in ("vocals", "drums", "bass"):
+        (tmp_path / "stems" / "song" / f"{stem}.wav").write_bytes(b"")
+    assert infer_target(tmp_path / "stems") == "vocals"  # every stem could be the target: the default
+
+    seed_files(tmp_path / "guitars", "piano", "p0")
+    with pytest.raises(UnmixError, match=r"found targets guitar \(3 songs\), piano \(1 song\): pass --target"):
+        infer_target(tmp_path / "guitars")
+
+
+def test_names_with_control_characters_are_reported_on_one_line() -> None:
+    assert printable("two\nlines\tand é") == "two\\nlines\\tand é"

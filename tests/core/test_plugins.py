@@ -40,27 +40,56 @@ def test_unknown_name_lists_known_names_and_their_plugins():
     assert "hourglass [plugin-a]" in message and "unet [plugin-b]" in message
 
 
-def test_one_name_from_two_plugins_is_an_error_naming_both():
+def test_one_name_from_two_plugins_disables_that_name_only():
     manager = PluginManager()
     manager.register(plugin_module("a", register_sources=lambda register: register("file", Tone)), "first")
-    manager.register(plugin_module("b", register_sources=lambda register: register("FILE", Tone)), "second")
+    manager.register(plugin_module("b", register_sources=lambda register: (register("FILE", Tone),
+                                                                            register("tone", Tone))), "second")
+    registry = manager.registry("sources")
+    assert registry.names() == ["tone"]
     with pytest.raises(PluginError) as caught:
-        manager.registry("sources")
+        manager.get("sources", "file")
     assert "'first'" in str(caught.value) and "'second'" in str(caught.value)
+    assert "UNMIX_DISABLE_PLUGINS=second" in str(caught.value)
     assert manager.conflicts() == [str(caught.value)]
 
 
-def test_a_hook_that_raises_is_recorded_and_the_others_still_register():
+def test_every_conflict_is_reported():
+    manager = PluginManager()
+    both = plugin_module("a", register_models=lambda register: register("tone", Tone),
+                         register_exporters=lambda register: register("wav", Tone))
+    again = plugin_module("b", register_models=lambda register: register("tone", Tone),
+                          register_exporters=lambda register: register("wav", Tone))
+    manager.register(both, "first")
+    manager.register(again, "second")
+    conflicts = manager.conflicts()
+    assert len(conflicts) == 2
+    assert any("model name 'tone'" in conflict for conflict in conflicts)
+    assert any("exporter name 'wav'" in conflict for conflict in conflicts)
+
+
+def test_a_plugin_whose_hook_raises_is_skipped_entirely():
     def broken(register):
         raise RuntimeError("no GPU here")
 
     manager = PluginManager()
-    manager.register(plugin_module("bad", register_models=broken), "bad-plugin")
+    bad = plugin_module("bad", register_sources=lambda register: register("bad-source", Tone),
+                        register_models=broken)
+    manager.register(bad, "bad-plugin")
     manager.register(plugin_module("good", register_models=lambda register: register("tone", Tone)), "good")
     assert manager.get("models", "tone") is Tone
-    assert len(manager.failures) == 1
-    assert manager.failures[0].plugin == "bad-plugin"
-    assert "no GPU here" in manager.failures[0].describe()
+    assert "bad-source" not in manager.registry("sources")
+    assert "bad-plugin" not in manager.infos
+    (failure,) = manager.failures
+    assert failure.plugin == "bad-plugin"
+    assert "no GPU here" in failure.describe() and "skipped entirely" in failure.describe()
+
+
+def test_a_nameless_registration_skips_its_plugin():
+    manager = PluginManager()
+    manager.register(plugin_module("nameless", register_mixers=lambda register: register("", Tone)), "nameless")
+    assert len(manager.registry("mixers")) == 0
+    assert "without a name" in manager.failures[0].describe()
 
 
 def test_describe_lists_what_each_plugin_registers():
@@ -74,6 +103,7 @@ def test_describe_lists_what_each_plugin_registers():
     assert described["name"] == "writers"
     assert described["distribution"] == "writers-dist" and described["version"] == "1.2"
     assert described["registers"] == {"exporters": ["flac", "wav"]}
+    assert described["commands"] == []
 
 
 def test_entry_points_load_and_a_broken_one_is_reported_by_name(tmp_path, monkeypatch):
@@ -104,3 +134,52 @@ def test_entry_points_load_and_a_broken_one_is_reported_by_name(tmp_path, monkey
     failures = {failure.plugin: failure for failure in manager.failures}
     assert "broken-tone" in failures
     assert "needs a library that is not installed" in failures["broken-tone"].error
+
+
+def test_disabled_entry_points_are_not_loaded(tmp_path, monkeypatch):
+    site = install_plugin_distribution(
+        tmp_path / "site", "unmix-off-test", "1.0",
+        modules={"off_plugin": "raise ImportError('must never be imported')\n"},
+        entry_points={"off": "off_plugin"},
+    )
+    monkeypatch.syspath_prepend(str(site))
+    manager = PluginManager()
+    manager.load_entry_points(disabled=["off", "not-installed"])
+    assert manager.disabled == ["off"]
+    assert manager.unknown_disabled == ["not-installed"]
+    assert not manager.failures and "off" not in manager.infos
+
+
+def raised_in(module: str, source: str, **names) -> BaseException:
+    """Run `source` as code of `module` and return what it raised, traceback included."""
+    try:
+        exec(compile(source, f"<{module}>", "exec"), {"__name__": module, **names})
+    except Exception as error:
+        return error
+    raise AssertionError(f"{source!r} did not raise")
+
+
+def fail() -> None:
+    raise ValueError("bad")
+
+
+def test_an_exception_is_blamed_on_the_innermost_third_party_plugin_frame():
+    manager = PluginManager()
+    manager.register(plugin_module("unmix_blame_test.plugin"), "blame", "unmix-blame-test", "1.0")
+
+    raised = raised_in("unmix_blame_test.models", "raise ValueError('bad')")
+    info, function = manager.plugin_owning(raised.__traceback__)
+    assert (info.name, info.distribution, function) == ("blame", "unmix-blame-test", "<module>")
+    # A library the plugin calls (this test module stands in for numpy) does not take the blame from it.
+    assert manager.plugin_owning(raised_in("unmix_blame_test.models", "fail()", fail=fail).__traceback__)
+    # unmix's own code deeper than the plugin's: a bug in unmix, which keeps its traceback.
+    core = {"__name__": "unmix.core.somewhere"}
+    exec("def check():\n    raise ValueError('bad')\n", core)
+    assert manager.plugin_owning(raised_in("unmix_blame_test.models", "check()", check=core["check"]).__traceback__) \
+        is None
+
+
+def test_builtin_plugins_are_never_blamed():
+    manager = PluginManager()
+    manager.register(plugin_module("unmix.sources.plugin"), "sources", "unmix-sources", "0.1.0")
+    assert manager.plugin_owning(raised_in("unmix.sources.exporters", "raise ValueError('bad')").__traceback__) is None

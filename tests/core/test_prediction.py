@@ -98,3 +98,64 @@ def test_separate_a_plain_waveform_at_another_rate(gain_run):
     target, rest = api.separate(engine, audio, 44100)
     assert target.shape == audio.shape
     np.testing.assert_allclose(target + rest, audio, atol=1e-6)
+
+
+def count_network_calls(model, backend):
+    """Batch sizes of every network call: a forward hook on the torch module, or a wrapper around the
+    compiled Keras prediction step (calls inside a tf.function are only seen while tracing)."""
+    calls = []
+    if backend == "torch":
+        model.network.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    else:
+        compiled = model._predict_step
+
+        def counted(inputs):
+            calls.append(int(inputs.shape[0]))
+            return compiled(inputs)
+
+        model._predict_step = counted
+    return calls
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_the_batch_size_reaches_the_network(backend):
+    pytest.importorskip("torch" if backend == "torch" else "tensorflow")
+    from tests.tiny_models import FRAMES, build, tiny_settings
+    from unmix.core.prediction import Engine
+    from unmix.core.training_data import create_transform
+    from unmix.core.windows import song_frame_count, window_count
+
+    settings = tiny_settings(backend=backend)
+    model = build(settings)
+    calls = count_network_calls(model, backend)
+    # Larger than the configuration's prediction.batch_size, which the backends used to re-split by.
+    large = 2 * settings.prediction.batch_size
+    audio = tone(0.5, settings.collection.sample_rate, 1)
+    windows = window_count(song_frame_count(audio.shape[1], settings.hop_length), FRAMES, FRAMES)
+    assert windows > large, "the song must need several large batches"
+    for batch_size in (1, large):
+        calls.clear()
+        engine = Engine(model=model, transform=create_transform(settings), settings=settings, batch_size=batch_size)
+        engine.separate_samples(audio)
+        full, partial = divmod(windows, batch_size)
+        assert calls == [batch_size] * full + ([partial] if partial else [])
+
+
+@pytest.mark.parametrize("song", ["../../escaped", "/etc/passwd", "..", "a\\..\\..\\b"])
+def test_a_song_name_cannot_lead_outside_the_output_folder(tmp_path, song):
+    from unmix.core.prediction import output_files
+
+    folder = tmp_path / "out"
+    for template in ("{song}_{stem}.{ext}", "{song}/{stem}.{ext}"):
+        for path in output_files("vocals", song, folder, template, "wav").values():
+            assert folder.resolve() in path.resolve().parents, (template, path)
+
+
+def test_separate_refuses_nan_samples_with_their_position(gain_run):
+    from unmix.core.errors import AudioError
+
+    engine = api.create_engine(gain_run)
+    audio = tone(1.0, 8000, 2)
+    audio[1, 777] = np.nan
+    with pytest.raises(AudioError, match="sample 777 of channel 1 is NaN"):
+        api.separate(engine, audio, 8000)

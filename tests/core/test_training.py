@@ -132,3 +132,12 @@ def test_bad_training_input_is_one_line(tmp_path):
     configuration = write_configuration(tmp_path / "torch.jsonc", collection, "gain-mask", backend="jax")
     result = run_unmix("train", str(configuration), env=environment)
     assert result.returncode == 2 and "training.backend 'jax' has no models installed" in result.stderr
+
+
+def test_the_run_records_the_instrument_its_collection_holds(tmp_path):
+    collection = write_seed_collection(tmp_path / "collection", songs=4, seconds=1.0, target="guitar")
+    configuration = write_configuration(tmp_path / "tiny.jsonc", collection, "gain-mask", epochs=1)
+    run = train(configuration, working_directory=tmp_path)
+    recorded = json.loads(run.configuration_file.read_text().split("\n", 1)[1])
+    assert recorded["collection"]["target"] == "guitar"
+    assert run.load_configuration().settings.collection.target == "guitar"

@@ -226,3 +226,27 @@ def test_errors_name_the_folder_or_the_layout(tmp_path: Path) -> None:
     with pytest.raises(PluginError, match=r"unknown dataset 'sed'.*did you mean 'seed'"):
         find_tracks(tmp_path, "vocals", "sed")
     assert find_tracks(tmp_path, "vocals") == []
+
+
+def test_seed_layout_names_the_targets_its_file_names_designate(tmp_path: Path) -> None:
+    for song in ("a", "b"):
+        write_tone(tmp_path / song / f"guitar_{song}.wav")
+        write_tone(tmp_path / song / f"rest_{song}.wav")
+    write_tone(tmp_path / "c" / "lead_vocals_c.flac")
+    write_tone(tmp_path / "c" / "rest_c.flac")
+    write_tone(tmp_path / "d" / "vocals_d.wav")
+    write_tone(tmp_path / "d" / "instrumental_d.wav")
+    write_tone(tmp_path / "e" / "piano_e.wav")  # no rest beside it: designates nothing
+    write_tone(tmp_path / "f" / "piano_f.wav")
+    write_tone(tmp_path / "f" / "instrumental_f.wav")  # instrumental is only the rest of vocals
+
+    assert SeedDataset().targets(tmp_path) == {"guitar": 2, "lead_vocals": 1, "vocals": 1}
+
+
+def test_file_names_with_a_newline_are_paired_like_any_other(tmp_path: Path) -> None:
+    write_tone(tmp_path / "songs" / "vocals_first\nsecond.wav")
+    write_tone(tmp_path / "songs" / "rest_first\nsecond.wav")
+
+    (track,) = find_tracks(tmp_path, "vocals")
+
+    assert track.name == "songs" and track.target[0].path.name == "vocals_first\nsecond.wav"

@@ -146,6 +146,16 @@ def test_a_missing_soundfont_says_how_to_install_one(tmp_path: Path) -> None:
     assert_one_line_error(result, "none.sf2", "fluid-soundfont-gm")
 
 
+def test_a_file_that_is_not_a_soundfont_is_refused_before_anything_is_rendered(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.sf2"
+    fake.write_text("FluidSynth would skip this and play its default SoundFont instead\n")
+
+    result = run_unmix("datasets", "demo", str(tmp_path / "new"), "--soundfont", str(fake))
+
+    assert_one_line_error(result, "fake.sf2", "is not a SoundFont", "--soundfont")
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_missing_music21_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "music21", None)  # makes `import music21` fail
     with pytest.raises(DemoError, match=r"pip install 'unmix-sources\[demo\]'"):

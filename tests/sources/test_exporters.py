@@ -216,11 +216,17 @@ def test_clip_clips_a_loud_sine_in_16_bit_wav_instead_of_wrapping(tmp_path: Path
 
 
 @pytest.mark.parametrize("exporter", [WavExporter(), FlacExporter()])
-def test_clip_applies_to_every_format_including_float(tmp_path: Path, exporter: object) -> None:
-    options = ExportOptions(bit_depth="float" if isinstance(exporter, WavExporter) else "24", peak="clip")
+def test_clip_applies_to_integer_formats(tmp_path: Path, exporter: object) -> None:
     path = tmp_path / f"loud.{exporter.extension}"  # type: ignore[attr-defined]
-    write_in_blocks(exporter, path, loud_sine(2), options)
+    write_in_blocks(exporter, path, loud_sine(2), ExportOptions(bit_depth="24", peak="clip"))
     assert np.abs(read(path)[0]).max() <= 1.0
+
+
+def test_clip_keeps_peaks_in_float_wav_which_can_hold_them(tmp_path: Path) -> None:
+    audio = loud_sine(2)
+    path = tmp_path / "loud.wav"
+    write_in_blocks(WavExporter(), path, audio, ExportOptions(bit_depth="float", peak="clip"))
+    np.testing.assert_array_equal(read(path)[0], audio)
 
 
 def test_normalize_scales_a_file_above_full_scale_to_minus_0_1_dbfs(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""tf.distribute: two worker processes on 127.0.0.1, and one batch split over two devices.
+"""tf.distribute: two worker processes on 127.0.0.1, each on its own batches, and one batch split over two devices.
 
 Both start fresh Python processes (a cluster or device layout must be set before TensorFlow
 first runs); each is bounded by a timeout so a worker that cannot reach its peer fails the test
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import REPOSITORY
+from tests.tiny_models import TINY_OPTIONS, build, half_gain_batches, ignore, tiny_settings
 
 TIMEOUT_SECONDS = 180
 
@@ -51,27 +52,54 @@ def wait_for_all(processes: list[subprocess.Popen], timeout: float) -> None:
                 process.wait()
 
 
-def test_two_workers_train_to_identical_weights(tmp_path):
-    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory) -> tuple[np.lib.npyio.NpzFile, np.lib.npyio.NpzFile]:
+    """Both workers' results (tests/tf/multi_worker_train.py), each having trained on its own batches."""
+    output = tmp_path_factory.mktemp("multi_worker")
+    addresses = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     processes, logs = [], []
     for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        logs.append(tmp_path / f"worker{index}.log")
+        tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        logs.append(output / f"worker{index}.log")
         with open(logs[-1], "w") as log:
             processes.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.tf.multi_worker_train", str(tmp_path / f"worker{index}.npz")],
+                [sys.executable, "-m", "tests.tf.multi_worker_train", str(output / f"worker{index}.npz")],
                 cwd=REPOSITORY, env=python_environment(TF_CONFIG=json.dumps(tf_config)),
                 stdout=log, stderr=subprocess.STDOUT,
             ))
     wait_for_all(processes, TIMEOUT_SECONDS)
     for process, log in zip(processes, logs, strict=True):
         assert process.returncode == 0, log.read_text()[-3000:]
-    first, second = np.load(tmp_path / "worker0.npz"), np.load(tmp_path / "worker1.npz")
-    assert int(first["iterations"]) == int(second["iterations"]) == 2
-    assert float(first["loss"]) == float(second["loss"])
+    return np.load(output / "worker0.npz"), np.load(output / "worker1.npz")
+
+
+def test_two_workers_on_different_batches_end_with_identical_weights_and_statistics(workers):
+    first, second = workers
+    for phase in ("norm", "plain"):
+        assert int(first[f"{phase}_iterations"]) == int(second[f"{phase}_iterations"]) == 2, "two batches each"
+        assert float(first[f"{phase}_loss"]) == float(second[f"{phase}_loss"]), phase
     assert sorted(first.files) == sorted(second.files)
     for name in first.files:
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
+def test_two_workers_train_like_one_process_on_both_batches(workers):
+    """Gradients are summed over the workers; with the summed L11_loss that is one process's step on the joint batch."""
+    first, _ = workers
+    model = build(tiny_settings(options=TINY_OPTIONS, loss_function="L11_loss"))
+    model.network.set_weights([first[name] for name in sorted(first.files) if name.startswith("start/")])
+    batches = list(half_gain_batches(4, seed=7))
+    joint = [(np.concatenate([batches[i][0], batches[i + 1][0]]), np.concatenate([batches[i][1], batches[i + 1][1]]))
+             for i in (0, 2)]
+    loss = model.train_epoch(joint, 2, ignore)["loss"]
+    assert float(first["plain_loss"]) == pytest.approx(loss, rel=1e-5)
+    weights = [name for name in sorted(first.files) if name.startswith("plain/")]
+    for name, value in zip(weights, model.network.get_weights(), strict=True):
+        # Round-off flips Adam's step for gradients near zero, so weights get an absolute tolerance; moments do not.
+        np.testing.assert_allclose(first[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+    moments = [name for name in sorted(first.files) if name.startswith("moments/")]
+    for name, variable in zip(moments, model.optimizer.variables, strict=True):
+        np.testing.assert_allclose(first[name], np.asarray(variable), rtol=1e-3, atol=1e-7, err_msg=name)
 
 
 def test_a_batch_split_over_two_devices_trains_like_one_device():

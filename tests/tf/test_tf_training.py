@@ -64,9 +64,8 @@ def test_evaluate_leaves_the_weights_alone():
     assert model.iterations == 0
 
 
-def test_predict_returns_the_raw_output_in_batches():
+def test_predict_returns_the_raw_network_output():
     model = build(tiny_settings())
-    model.prediction_batch_size = 3
     inputs = np.random.default_rng(1).random((7, *INPUT_SHAPE), dtype=np.float32)
     outputs = model.predict(inputs)
     assert outputs.shape == inputs.shape

@@ -10,6 +10,7 @@ import torch
 
 from tests.torch.tiny import NORM_OPTIONS, build, half_gain_batches, ignore, tiny_settings
 from unmix.core.errors import ModelError
+from unmix.core.files import WriteError
 
 
 def make(**training):
@@ -79,7 +80,8 @@ def test_resuming_continues_exactly_like_an_uninterrupted_run(tmp_path):
 def test_saving_is_atomic_and_leaves_no_temporary_file(saved, checkpoint):
     model = saved[0]
     before = checkpoint.read_bytes()
-    with mock.patch("torch.save", side_effect=OSError(28, "No space left on device")), pytest.raises(OSError):
+    with mock.patch("torch.save", side_effect=OSError(28, "No space left on device")), \
+            pytest.raises(WriteError, match="last.pt"):
         model.save_checkpoint(checkpoint)
     assert checkpoint.read_bytes() == before, "a failed save keeps the previous checkpoint"
     model.save_checkpoint(checkpoint)

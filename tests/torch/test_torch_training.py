@@ -61,9 +61,8 @@ def test_evaluate_leaves_weights_and_batch_norm_statistics_alone():
     assert model.iterations == 0
 
 
-def test_predict_returns_the_raw_output_in_batches():
+def test_predict_returns_the_raw_network_output():
     model = build(tiny_settings(options=NORM_OPTIONS))
-    model.prediction_batch_size = 3
     inputs = np.random.default_rng(1).random((7, *INPUT_SHAPE), dtype=np.float32)
     outputs = model.predict(inputs)
     assert outputs.shape == inputs.shape and outputs.dtype == np.float32 and outputs.flags.c_contiguous

@@ -3,7 +3,7 @@
 Thin: parses the options, calls `unmix.core.cache.generate_cache` (imported inside the command so
 that `unmix --help` stays fast), prints what was skipped and a summary. Exit code 0 when the cache
 holds at least one song of RAW afterwards; 2 (one error line) when none could be cached, when
-RAW holds no songs, or when DESTINATION cannot be used.
+RAW holds no songs, or when DESTINATION cannot be used; 130 (one line) when interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ import click
               help="1 for mono, 2 for stereo.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Songs decoded in parallel.  [default: one per CPU]")
-@click.option("--target", default="vocals", show_default=True, help="The instrument to extract.")
+@click.option("--target", default=None,
+              help="The instrument to extract.  [default: the one the file names designate (guitar_<song>.wav "
+                   "beside rest_<song>.wav: guitar), else vocals]")
 @click.option("--dataset", default="auto", show_default=True,
               help="Dataset layout plugin (see `unmix plugins`), or auto to try them all.")
-def generate(raw: Path, destination: Path, sample_rate: int, channels: int, jobs: int | None, target: str,
+def generate(raw: Path, destination: Path, sample_rate: int, channels: int, jobs: int | None, target: str | None,
              dataset: str) -> None:
     """Decode every song of a collection once into a memory-mappable training-data cache.
 
@@ -37,8 +39,13 @@ def generate(raw: Path, destination: Path, sample_rate: int, channels: int, jobs
     from unmix.core.cache import generate_cache
     from unmix.core.errors import UnmixError
 
-    report = generate_cache(raw, destination, sample_rate=sample_rate, channels=channels, target=target,
-                            dataset=dataset, jobs=jobs, progress=True)
+    try:
+        report = generate_cache(raw, destination, sample_rate=sample_rate, channels=channels, target=target,
+                                dataset=dataset, jobs=jobs, progress=True)
+    except KeyboardInterrupt:
+        click.echo(f"unmix: generate interrupted: the songs finished so far stay cached in '{destination}'; "
+                   "run the same command again to continue", err=True)
+        raise SystemExit(130) from None
     for note in report.notes:
         click.echo(f"unmix: warning: {note}", err=True)
     for song in report.skipped:

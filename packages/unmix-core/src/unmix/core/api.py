@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unmix.core.audio import istft, resample
+from unmix.core.audio import check_finite, istft, resample
 from unmix.core.prediction import Engine, engine_from_run, engine_from_weights
 from unmix.core.separation import separate_spectrogram
 
@@ -50,10 +50,12 @@ def run_prediction(engine: Engine, mix: np.ndarray | list[np.ndarray]) -> tuple[
 def separate(engine: Engine, samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """The target and the rest of a waveform, at its own rate, channels and length.
 
-    `samples` is (channels, n) or (n,); the result has the same shape. For files, and songs longer
+    `samples` is (channels, n) or (n,), all finite (NaN or infinity raises AudioError); the result
+    has the same shape. For files, and songs longer
     than memory allows, use `unmix predict` or `unmix.core.prediction.separate_file`, which stream.
     """
     audio = np.asarray(samples, dtype=np.float32)
+    check_finite(audio, "samples given to separate()")
     mono_input = audio.ndim == 1
     audio = audio[None] if mono_input else audio
     at_model_rate = resample(audio, sample_rate, engine.sample_rate) if sample_rate != engine.sample_rate else audio

@@ -12,16 +12,17 @@ import io
 import os
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import attrs
 import numpy as np
 
 from unmix.core.errors import AudioError
+from unmix.core.files import atomic_path
 
 __all__ = [
     "Audio",
+    "check_finite",
     "istft",
     "load_audio",
     "resample",
@@ -227,6 +228,28 @@ def _convert_channels(samples: np.ndarray, channels: int | None, prefix: str) ->
     )
 
 
+def check_finite(samples: np.ndarray, where: str, first_frame: int = 0) -> None:
+    """Refuse NaN or infinite samples where decoded audio enters prediction, evaluation or generation.
+
+    A non-finite sample spreads through every STFT frame it touches, so without this check the
+    failure surfaces far away: as a traceback while writing an output file, or as a metric that
+    seems to blame the model. `where` names the input (usually its path) and `first_frame` is the
+    absolute position of samples[:, 0] in that input, so a streamed segment still reports where
+    the bad sample sits in the file. Shape is (channels, frames), or (frames,) for one channel.
+    """
+    array = np.atleast_2d(np.asarray(samples))
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    channel, frame = (int(index) for index in np.argwhere(~finite)[0])
+    value = array[channel, frame]
+    kind = "NaN" if np.isnan(value) else ("+inf" if value > 0 else "-inf")
+    raise AudioError(
+        f"{where}: sample {first_frame + frame} of channel {channel} is {kind}: the file holds "
+        "non-finite audio that cannot be separated or scored; repair or remove the file"
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Resampling and saving
 
@@ -282,30 +305,14 @@ def save_audio(path: str | os.PathLike[str], audio: Audio, subtype: str | None =
     if audio.frames == 0:
         raise AudioError(f"{prefix}: the audio has no samples; nothing to write")
 
-    temporary = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        with open(temporary, "wb") as handle:
+        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
             soundfile.write(handle, audio.samples.T, audio.sample_rate, subtype=subtype, format=file_format)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
     except OSError as error:
-        _remove_quietly(temporary)
         reason = error.strerror or error
         raise AudioError(f"{prefix}: {reason}; check the folder's permissions and free space") from None
     except (RuntimeError, ValueError, TypeError, soundfile.SoundFileError) as error:
-        _remove_quietly(temporary)
         raise AudioError(f"{prefix}: {_one_line(str(error))}; try .wav or another subtype") from None
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------------------------

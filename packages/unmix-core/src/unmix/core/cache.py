@@ -21,8 +21,9 @@ Decisions:
   files are rewritten. A run killed at any moment (even SIGKILL) leaves only complete songs in
   the index; leftover temporary files are removed by the next run.
 - Songs that cannot be used are skipped and reported, and the run goes on: unreadable, empty or
-  truncated-to-nothing files, a missing rest stem, a silent target (peak below -80 dBFS), a song
-  shorter than 0.1 s. Stems of one song with different lengths are trimmed to the shortest
+  header-only files, a missing rest stem, a NaN or infinite sample (named with its position: it
+  would turn every loss into nan), a silent target (peak below -80 dBFS), a song shorter than
+  0.1 s. Stems of one song with different lengths are trimmed to the shortest
   (reported when they differ by more than 10 ms; smaller differences, from resampling or codec
   frame rounding, are trimmed silently), so a partly truncated mp3 that still decodes keeps its
   intact part. Different sample rates are all resampled (soxr). Several target or rest files are
@@ -32,7 +33,13 @@ Decisions:
   song of RAW afterwards (skipped songs are listed as warnings) and 2 when none could be cached.
 - Songs are processed in (collection, name) order, in parallel worker processes when jobs > 1
   (spawned, not forked, and they exit when the parent dies). One writer per cache: a lock file
-  (`DATA/.lock`) makes a second concurrent run fail with a clear message.
+  (`DATA/.lock`) makes a second concurrent run fail with a clear message. Workers ignore SIGINT;
+  on Ctrl-C the parent stops them, removes what they were writing and re-raises.
+- Streaming: a stem is decoded, resampled (soxr's ResampleStream) and written `BLOCK_FRAMES` at a
+  time, through a temporary file of interleaved frames, so memory does not grow with the song's
+  length (an hour-long song needs what a short one does). Multi-channel sources (5.1, 7.1) are
+  mixed down keeping the centre channel, where a voice usually is.
+- Without a target, the instrument the file names designate is used (`infer_target`).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -55,8 +63,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from unmix.core.collection import AUTO, SkippedSong, scan_tracks, song_key
+from unmix.core.collection import AUTO, SkippedSong, infer_target, printable, scan_tracks, song_key
 from unmix.core.errors import AudioError, UnmixError
+from unmix.core.files import AtomicFile, atomic_path
 from unmix.core.tracks import SongAudio, StemFile, Track
 
 __all__ = [
@@ -83,6 +92,7 @@ LOCK_FILE = ".lock"
 SILENCE_PEAK = 1e-4  # -80 dBFS
 LENGTH_TOLERANCE_S = 0.01
 MIN_SECONDS = 0.1
+BLOCK_FRAMES = 65536  # decoded and written per step: bounds memory
 _TEMPORARY_SUFFIX = ".tmp"
 
 
@@ -252,55 +262,211 @@ class _Result:
 
 
 def _build_song(job: _Job) -> _Result:
-    from unmix.core.audio import resample
+    """Stream every stem of the song into the cache: memory stays a few blocks whatever the song's length.
 
+    Each stem is decoded block by block, resampled (soxr, streaming) and appended to a temporary
+    file of interleaved frames; the summed target and rest are then written column by column into
+    their .npy files. Nothing of the song is renamed into place until both files are complete.
+    """
     track, settings = job.track, job.settings
     key = song_key(track)
-    notes: list[str] = []
-    decoded: list[tuple[str, StemFile, np.ndarray, int]] = []
-    try:
-        for role, stems in (("target", track.target), ("rest", track.rest)):
-            for stem in stems:
-                samples, rate = load_stem(stem, settings.channels)
-                decoded.append((role, stem, samples, rate))
-    except AudioError as error:
-        return _Result(key, "skipped", reason=str(error))
-
-    rates = sorted({rate for _, _, _, rate in decoded})
-    if len(rates) > 1:
-        notes.append(f"stems have different sample rates ({', '.join(map(str, rates))} Hz); all were resampled "
-                     f"to {settings.sample_rate} Hz")
-    stems = [(role, stem, resample(samples, rate, settings.sample_rate)) for role, stem, samples, rate in decoded]
-    lengths = [samples.shape[1] for _, _, samples in stems]
-    frames = min(lengths)
-    if max(lengths) - frames > LENGTH_TOLERANCE_S * settings.sample_rate:
-        described = ", ".join(f"{_stem_label(stem)} {samples.shape[1] / settings.sample_rate:.2f} s"
-                              for _, stem, samples in stems)
-        notes.append(f"stems differ in length ({described}); trimmed to the shortest, "
-                     f"{frames / settings.sample_rate:.2f} s")
-    target = np.zeros((settings.channels, frames), dtype=np.float32)
-    rest = np.zeros((settings.channels, frames), dtype=np.float32)
-    for role, _, samples in stems:
-        (target if role == "target" else rest)[:] += samples[:, :frames]
-    if frames < MIN_SECONDS * settings.sample_rate:
-        return _Result(key, "skipped", reason=f"the song is only {frames / settings.sample_rate:.3f} s long after "
-                                              f"trimming its stems to the shortest (at least {MIN_SECONDS} s "
-                                              "needed); replace the short stem")
-    if float(np.max(np.abs(target))) < SILENCE_PEAK:
-        files = ", ".join(_stem_label(stem) for stem in track.target)
-        return _Result(key, "skipped", reason=f"the target stem ({files}) is silent (peak below -80 dBFS); "
-                                              "there is nothing to learn from it")
-
     folder = job.destination / job.relative
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _remove_temporaries(folder)
-        _save_array(folder / TARGET_FILE, target)
-        _save_array(folder / REST_FILE, rest)
     except OSError as error:
-        return _Result(key, "fatal", reason=f"cannot write to the cache folder '{folder}': "
-                                            f"{error.strerror or error}; free some space or choose another "
-                                            "destination")
+        return _Result(key, "fatal", reason=_write_failure(folder, error))
+    decoded: list[_DecodedStem] = []
+    try:
+        try:
+            for role, stems in (("target", track.target), ("rest", track.rest)):
+                for stem in stems:
+                    decoded.append(_decode_stem(stem, role, settings, folder))
+        except AudioError as error:
+            return _Result(key, "skipped", reason=str(error))
+        return _combine_stems(job, decoded, folder)
+    except OSError as error:
+        return _Result(key, "fatal", reason=_write_failure(folder, error))
+    finally:
+        for stem in decoded:
+            _remove_quietly(stem.path)
+        _remove_if_empty(folder)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """A skipped song leaves no empty folder in the cache."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # it holds the song (or an earlier version of it)
+
+
+def _write_failure(folder: Path, error: OSError) -> str:
+    return (f"cannot write to the cache folder '{folder}': {error.strerror or error}; free some space or choose "
+            "another destination")
+
+
+@attrs.frozen
+class _DecodedStem:
+    """One stem resampled into a temporary file of interleaved float32 frames."""
+
+    role: str
+    stem: StemFile
+    path: Path
+    frames: int
+    native_rate: int
+
+
+def _decode_stem(stem: StemFile, role: str, settings: CacheSettings, folder: Path) -> _DecodedStem:
+    from unmix.core.audio import check_finite
+    from unmix.core.streaming import Resampler
+
+    name = TARGET_FILE if role == "target" else REST_FILE
+    path = folder / f".{name}.{uuid.uuid4().hex}.stem{_TEMPORARY_SUFFIX}"
+    rate, blocks = _stem_blocks(stem, settings.channels)
+    resampler = Resampler(rate, settings.sample_rate, settings.channels)
+    position = frames = 0
+    try:
+        with open(path, "wb") as handle:
+            for block in blocks:
+                check_finite(block, f"'{_stem_label(stem)}'", position)
+                position += block.shape[1]
+                frames += _append_frames(handle, resampler.process(block))
+            if position == 0:
+                raise AudioError(f"'{_stem_label(stem)}' contains no audio samples (empty, truncated or corrupt); "
+                                 "replace it")
+            flushed = resampler.process(np.zeros((settings.channels, 0), np.float32), last=True)
+            frames += _append_frames(handle, flushed)
+    except BaseException:
+        _remove_quietly(path)
+        raise
+    return _DecodedStem(role=role, stem=stem, path=path, frames=frames, native_rate=rate)
+
+
+def _append_frames(handle: Any, block: np.ndarray) -> int:
+    handle.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
+    return int(block.shape[1])
+
+
+def _stem_blocks(stem: StemFile, channels: int) -> tuple[int, Iterator[np.ndarray]]:
+    """(native sample rate, float32 (channels, frames) blocks) of one stem, decoded as it is read."""
+    from unmix.core.streaming import AudioReader
+
+    if stem.stream is None:
+        _refuse_header_only(stem)
+        reader = AudioReader(Path(stem.path))
+        prefix = f"'{_stem_label(stem)}'"
+        return reader.info.sample_rate, (_to_channels(block, channels, prefix)
+                                         for block in reader.blocks(BLOCK_FRAMES))
+    rate, have = _probe_stream(Path(stem.path), int(stem.stream))
+    return rate, _multistream_blocks(Path(stem.path), int(stem.stream), rate, have, channels)
+
+
+def _refuse_header_only(stem: StemFile) -> None:
+    """A file libsndfile reads as 0 frames is a header without audio: say so, instead of the decoder
+    fallback's "convert it", which would not help."""
+    import soundfile
+
+    try:
+        frames = soundfile.info(str(stem.path)).frames
+    except (RuntimeError, OSError):
+        return  # not a format libsndfile knows: the reader tries ffmpeg
+    if frames == 0:
+        raise AudioError(f"'{_stem_label(stem)}' holds a header but no audio samples (0 frames, truncated or "
+                         "never written); replace it with the complete file")
+
+
+def _to_channels(block: np.ndarray, channels: int, prefix: str) -> np.ndarray:
+    """Mono is the mean of all channels; stereo from more than two (5.1, 7.1, ...) keeps front left and
+    right and mixes the others (centre, LFE, surround) equally into both, so a centred voice is kept."""
+    have = block.shape[0]
+    if have == channels:
+        return block
+    if channels == 1:
+        return block.mean(axis=0, keepdims=True, dtype=np.float32)
+    if have == 1:
+        return np.repeat(block, channels, axis=0)
+    if channels == 2:
+        others = block[2:].mean(axis=0, dtype=np.float32)
+        return np.ascontiguousarray(0.5 * block[:2] + 0.5 * others, dtype=np.float32)
+    raise AudioError(f"{prefix}: it has {have} channels and {channels} were asked for; ask for at most {have}")
+
+
+def _probe_stream(path: Path, stream: int) -> tuple[int, int]:
+    prefix = f"cannot read audio stream {stream} of '{path}'"
+    if not path.is_file():
+        raise AudioError(f"{prefix}: the file does not exist; check the path")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{prefix}: the file is empty (0 bytes); replace it with a complete file")
+    if shutil.which("ffprobe") is None or shutil.which("ffmpeg") is None:
+        raise AudioError(f"{prefix}: reading multi-stream files needs ffmpeg; install it, e.g. apt-get install ffmpeg")
+    result = subprocess.run(["ffprobe", "-v", "error", "-select_streams", f"a:{stream}", "-show_entries",
+                             "stream=sample_rate,channels", "-of", "json", str(path)],
+                            capture_output=True, text=True, check=False)
+    try:
+        found = json.loads(result.stdout)["streams"]
+    except (ValueError, KeyError):
+        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"ffprobe exit status {result.returncode}"
+        raise AudioError(f"{prefix}: not a readable audio file (ffmpeg: {reason}); replace it") from None
+    if not found:
+        raise AudioError(f"{prefix}: the file has no such audio stream; a MUSDB18 .stem.mp4 has 5 (mixture, "
+                         "drums, bass, other, vocals)")
+    return int(found[0]["sample_rate"]), int(found[0]["channels"])
+
+
+def _multistream_blocks(path: Path, stream: int, rate: int, have: int, channels: int) -> Iterator[np.ndarray]:
+    prefix = f"cannot read audio stream {stream} of '{path}'"
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}", "-f", "f32le",
+               "-ac", str(have), "-ar", str(rate), "-"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        while data := process.stdout.read(BLOCK_FRAMES * have * 4):
+            usable = len(data) - len(data) % (have * 4)
+            block = np.frombuffer(data[:usable], dtype=np.float32).reshape(-1, have).T
+            yield _to_channels(np.ascontiguousarray(block), channels, prefix)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def _combine_stems(job: _Job, decoded: Sequence[_DecodedStem], folder: Path) -> _Result:
+    settings, track = job.settings, job.track
+    key = song_key(track)
+    notes: list[str] = []
+    rates = sorted({stem.native_rate for stem in decoded})
+    if len(rates) > 1:
+        notes.append(f"stems have different sample rates ({', '.join(map(str, rates))} Hz); all were resampled "
+                     f"to {settings.sample_rate} Hz")
+    frames = min(stem.frames for stem in decoded)
+    if max(stem.frames for stem in decoded) - frames > LENGTH_TOLERANCE_S * settings.sample_rate:
+        described = ", ".join(f"{_stem_label(stem.stem)} {stem.frames / settings.sample_rate:.2f} s"
+                              for stem in decoded)
+        notes.append(f"stems differ in length ({described}); trimmed to the shortest, "
+                     f"{frames / settings.sample_rate:.2f} s")
+    if frames < MIN_SECONDS * settings.sample_rate:
+        return _Result(key, "skipped", reason=f"the song is only {frames / settings.sample_rate:.3f} s long after "
+                                              f"trimming its stems to the shortest (at least {MIN_SECONDS} s "
+                                              "needed); replace the short stem")
+    written: list[AtomicFile] = []
+    try:
+        peaks = {}
+        for role, name in (("target", TARGET_FILE), ("rest", REST_FILE)):
+            parts = [stem.path for stem in decoded if stem.role == role]
+            written.append(AtomicFile(folder / name))
+            peaks[role] = _write_summed_npy(written[-1].temporary, parts, frames, settings.channels)
+        if peaks["target"] < SILENCE_PEAK:
+            files = ", ".join(_stem_label(stem) for stem in track.target)
+            return _Result(key, "skipped", reason=f"the target stem ({files}) is silent (peak below -80 dBFS); "
+                                                  "there is nothing to learn from it")
+        for file in written:
+            file.commit()
+        written.clear()
+    finally:
+        for file in written:
+            file.discard()
     entry = {
         "song": track.name,
         "collection": track.collection,
@@ -317,35 +483,46 @@ def _build_song(job: _Job) -> _Result:
     return _Result(key, "written", entry=entry, notes=tuple(notes))
 
 
+def _write_summed_npy(path: Path, parts: Sequence[Path], frames: int, channels: int) -> float:
+    """Write the sum of interleaved stem files as a (channels, frames) float32 .npy, block by block; the peak.
+
+    Plain writes at computed offsets rather than a memory map, whose dirty pages would count
+    against the process's memory for the whole song.
+    """
+    sources = [open(part, "rb") for part in parts]
+    peak = 0.0
+    try:
+        with open(path, "wb") as handle:
+            np.lib.format.write_array_header_1_0(
+                handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                         "shape": (channels, frames)})
+            start_of_data = handle.tell()
+            handle.truncate(start_of_data + channels * frames * 4)
+            for start in range(0, frames, BLOCK_FRAMES):
+                count = min(BLOCK_FRAMES, frames - start)
+                total = np.zeros((count, channels), dtype=np.float32)
+                for source in sources:
+                    total += np.fromfile(source, dtype=np.float32, count=count * channels).reshape(count, channels)
+                peak = max(peak, float(np.max(np.abs(total))))
+                for channel in range(channels):
+                    handle.seek(start_of_data + (channel * frames + start) * 4)
+                    handle.write(np.ascontiguousarray(total[:, channel]).tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        for source in sources:
+            source.close()
+    return peak
+
+
 def _stem_entry(stem: StemFile) -> dict[str, Any]:
     return {"path": os.path.abspath(stem.path), "stream": stem.stream}
 
 
-def _save_array(path: Path, array: np.ndarray) -> None:
-    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}"
-    try:
-        with open(temporary, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-
-
 def _write_json(path: Path, data: Any) -> None:
-    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}"
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True, ensure_ascii=False)
+        handle.write("\n")
 
 
 def _remove_temporaries(folder: Path, recursive: bool = False) -> None:
@@ -364,7 +541,9 @@ def _remove_quietly(path: Path) -> None:
 
 
 def _watch_parent(parent: int) -> None:
-    """Worker initializer: exit when the generating process is gone (killed), instead of waiting forever."""
+    """Worker initializer: exit when the generating process is gone (killed), instead of waiting forever;
+    leave Ctrl-C to the parent, which stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while True:
@@ -453,6 +632,13 @@ def _entry_is_complete(folder: Path, entry: dict[str, Any]) -> bool:
 def is_cache(folder: str | Path) -> bool:
     """Whether `folder` holds a generated cache (an index.json written by unmix)."""
     return (Path(folder) / INDEX).is_file()
+
+
+def collection_target(folder: str | Path, dataset: str = AUTO) -> str:
+    """The instrument a collection folder holds: a cache's recorded target, or what raw file names designate."""
+    if is_cache(folder):
+        return _index_settings(_read_index(Path(folder))).target
+    return infer_target(folder, dataset)
 
 
 def open_cache(
@@ -552,7 +738,7 @@ def generate_cache(
     *,
     sample_rate: int = 22050,
     channels: int = 1,
-    target: str = "vocals",
+    target: str | None = None,
     dataset: str = AUTO,
     jobs: int | None = None,
     progress: bool = False,
@@ -561,11 +747,14 @@ def generate_cache(
     """Decode and resample every song of `raw_folder` once into the cache at `cache_folder`.
 
     Songs already cached with the same sources are kept; the others are generated (`jobs` worker
-    processes, default: one per CPU). Raises UnmixError when the raw folder holds no songs at all,
-    when the cache folder holds other settings or cannot be written; songs that cannot be used are
-    returned in `GenerateReport.skipped` (the run goes on without them).
+    processes, default: one per CPU). `target` None: the instrument the file names designate
+    (`infer_target`). Raises UnmixError when the raw folder holds no songs at all, when the cache
+    folder holds other settings or cannot be written; songs that cannot be used are returned in
+    `GenerateReport.skipped` (the run goes on without them).
     """
     raw_folder, destination = Path(raw_folder), Path(cache_folder)
+    if target is None:
+        target = infer_target(raw_folder, dataset)
     settings = CacheSettings(sample_rate=sample_rate, channels=channels, target=target)
     jobs = _default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
@@ -639,17 +828,21 @@ def _generate_locked(
             del index["songs"][relative]
         if stale:
             _write_index(destination, index)
-        for result, job in _run(todo, jobs, progress, total=len(todo) + len(reused), done=len(reused)):
-            label = f"{job.track.collection}/{job.track.name}"
-            if result.status == "fatal":
-                raise UnmixError(result.reason)
-            if result.status == "skipped":
-                skipped.append(SkippedSong(job.track.folder, result.reason))
-                continue
-            notes.extend(f"{label}: {note}" for note in result.notes)
-            index["songs"][job.relative] = result.entry
-            _write_index(destination, index)
-            generated.append(job.relative)
+        try:
+            for result, job in _run(todo, jobs, progress, total=len(todo) + len(reused), done=len(reused)):
+                label = f"{job.track.collection}/{job.track.name}"
+                if result.status == "fatal":
+                    raise UnmixError(result.reason)
+                if result.status == "skipped":
+                    skipped.append(SkippedSong(job.track.folder, result.reason))
+                    continue
+                notes.extend(printable(f"{label}: {note}") for note in result.notes)
+                index["songs"][job.relative] = result.entry
+                _write_index(destination, index)
+                generated.append(job.relative)
+        except KeyboardInterrupt:
+            _remove_temporaries(destination, recursive=True)  # what the stopped song was writing
+            raise
 
     skipped.sort(key=lambda song: str(song.path))
     cached = set(reused) | set(generated)
@@ -687,16 +880,47 @@ def _run(todo: list[_Job], jobs: int, progress: bool, total: int, done: int) -> 
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
                                                     initializer=_watch_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(_build_song, job): job for job in todo}
+            with _sigint_ignored():  # workers start here and inherit it: Ctrl-C is the parent's alone
+                futures = {pool.submit(_build_song, job): job for job in todo}
             try:
                 for future in concurrent.futures.as_completed(futures):
                     bar.update(1)
                     yield future.result(), futures[future]
+            except BaseException:
+                _stop_workers(pool)
+                raise
             finally:
                 for future in futures:
                     future.cancel()
     finally:
         bar.close()
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes are started: a spawned interpreter keeps an ignored
+    SIGINT ignored, so a Ctrl-C reaching the whole process group interrupts only the parent, which
+    stops the workers itself, instead of every worker printing its own traceback."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not this thread's to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_workers(pool: Any) -> None:
+    """Interrupted: end the workers now rather than after their current song, so that no worker is
+    still writing when the parent removes the temporary files."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for process in workers:
+        process.terminate()
+    for process in workers:
+        process.join(timeout=10)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def ensure_cache(
@@ -705,7 +929,7 @@ def ensure_cache(
     *,
     sample_rate: int = 22050,
     channels: int = 1,
-    target: str = "vocals",
+    target: str | None = None,
     dataset: str = AUTO,
     jobs: int | None = None,
     progress: bool = False,
@@ -740,18 +964,21 @@ def open_songs(
     cache_folder: str | Path | None = None,
     sample_rate: int = 22050,
     channels: int = 1,
-    target: str = "vocals",
+    target: str | None = None,
     dataset: str = AUTO,
     jobs: int | None = None,
     progress: bool = False,
 ) -> list[CachedSong]:
     """Songs from a cache folder, or from a raw audio folder cached on first use.
 
-    A folder with an index.json is opened as a cache (its settings must match); any other folder is
-    raw audio, cached into `cache_folder` (default: `default_cache_folder`, hidden inside it).
+    A folder with an index.json is opened as a cache (its settings must match; `target` None accepts
+    the cache's); any other folder is raw audio, cached into `cache_folder` (default:
+    `default_cache_folder`, hidden inside it), `target` None inferring the instrument from its files.
     """
     if is_cache(folder):
         return open_cache(folder, sample_rate=sample_rate, channels=channels, target=target)
+    if target is None:
+        target = infer_target(folder, dataset)
     settings = CacheSettings(sample_rate=sample_rate, channels=channels, target=target)
     destination = Path(cache_folder) if cache_folder is not None else default_cache_folder(folder, settings)
     return ensure_cache(folder, destination, sample_rate=sample_rate, channels=channels, target=target,

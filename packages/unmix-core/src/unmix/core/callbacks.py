@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from unmix.core.config_schema import Callbacks
-from unmix.core.files import write_atomically
+from unmix.core.files import atomic_path, write_atomically
 from unmix.core.interfaces import Metrics, SeparationModel
 from unmix.core.runs import RunFolder
 
@@ -50,6 +50,15 @@ def monitor_mode(monitor: str, mode: str) -> str:
     if mode != "auto":
         return mode
     return "max" if any(word in monitor for word in ("acc", "sdr", "sir", "sar")) else "min"
+
+
+def _say_what_is_watched(watchers: dict[str, str], validating: bool) -> None:
+    replaced = [f"{name} watches {watched_value(monitor, validating)} instead of {monitor}"
+                for name, monitor in watchers.items() if watched_value(monitor, validating) != monitor]
+    if replaced:
+        logging.getLogger("unmix").warning(
+            "no validation songs (collection.validation_ratio gives none), so %s: values of the training data, "
+            "which keep improving as the model overfits; add songs or raise validation_ratio", "; ".join(replaced))
 
 
 class ResultsCsv:
@@ -88,7 +97,7 @@ def forget_results_after(path: Path, separator: str, epoch: int) -> None:
         rows = list(csv.reader(handle, delimiter=separator))
     if not rows:
         return
-    kept = [rows[0]] + [row for row in rows[1:] if row and float(row[0]) <= epoch]
+    kept = [rows[0]] + [row for row in rows[1:] if _complete_row_up_to(row, len(rows[0]), epoch)]
     if len(kept) == len(rows):
         return
 
@@ -97,6 +106,16 @@ def forget_results_after(path: Path, separator: str, epoch: int) -> None:
             csv.writer(handle, delimiter=separator).writerows(kept)
 
     write_atomically(path, write)
+
+
+def _complete_row_up_to(row: list[str], columns: int, epoch: int) -> bool:
+    """A row of an epoch up to `epoch` with every column: a full disk can cut the last row short."""
+    if len(row) < columns:
+        return False
+    try:
+        return float(row[0]) <= epoch
+    except ValueError:
+        return False
 
 
 def read_results(path: Path, separator: str = ";") -> list[dict[str, Any]]:
@@ -135,7 +154,7 @@ class Checkpoints:
         return self.folder / f"{which}{self.model.checkpoint_suffix}"
 
     def on_epoch_end(self, epoch: int, logs: Metrics, state: TrainingState) -> None:
-        value = logs.get(self.monitor, logs.get("loss", math.nan))
+        value = logs.get(self.monitor, math.nan)
         if improved(value, state.best_value, self.mode):
             state.best_value = value
             state.best_epoch = epoch
@@ -260,16 +279,27 @@ def plot_losses(run: RunFolder, results: Path, separator: str = ";") -> Path | N
     axis.legend(loc="upper left")
     path = run.folder("plots") / "loss.png"
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
     plt.close(figure)
     return path
 
 
-def build_callbacks(settings: Callbacks, model: SeparationModel, run: RunFolder) -> list:
+def watched_value(monitor: str, validating: bool) -> str:
+    """What a callback set to watch `monitor` watches: without validation songs there is no `val_*`
+    value, and the training value of the same name is the only honest stand-in."""
+    if validating or not monitor.startswith("val_"):
+        return monitor
+    return monitor.removeprefix("val_")
+
+
+def build_callbacks(settings: Callbacks, model: SeparationModel, run: RunFolder, validating: bool = True) -> list:
     """The callbacks the configuration enables, in the order they must run.
 
     The best and last checkpoints are always written, because prediction and resuming need them;
     `model_checkpoint.best_only: false` additionally keeps one file per epoch, named by `file_name`.
+    Without validation songs (`validating` false) the callbacks that watch a `val_*` value watch
+    the training value instead, and the log says so.
     """
     callbacks: list = []
     if settings.csv_logger.enabled:
@@ -279,15 +309,20 @@ def build_callbacks(settings: Callbacks, model: SeparationModel, run: RunFolder)
     keep_every = None
     if checkpoint.enabled and not checkpoint.best_only:
         keep_every = Path(checkpoint.file_name).stem + model.checkpoint_suffix
-    callbacks.append(Checkpoints(model, run, checkpoint.monitor, mode, keep_every))
+    watchers = {"the best checkpoint": checkpoint.monitor}
+    callbacks.append(Checkpoints(model, run, watched_value(checkpoint.monitor, validating), mode, keep_every))
     if settings.reduce_learningrate.enabled:
         reduce = settings.reduce_learningrate
-        callbacks.append(ReduceLearningRate(model, reduce.monitor, reduce.factor, reduce.patience,
-                                            reduce.min_learningrate, monitor_mode(reduce.monitor, "auto")))
+        watchers["reduce_learningrate"] = reduce.monitor
+        callbacks.append(ReduceLearningRate(model, watched_value(reduce.monitor, validating), reduce.factor,
+                                            reduce.patience, reduce.min_learningrate,
+                                            monitor_mode(reduce.monitor, "auto")))
     if settings.early_stopping.enabled:
         early = settings.early_stopping
-        callbacks.append(EarlyStopping(early.monitor, early.min_delta, early.patience,
+        watchers["early_stopping"] = early.monitor
+        callbacks.append(EarlyStopping(watched_value(early.monitor, validating), early.min_delta, early.patience,
                                        monitor_mode(early.monitor, "auto")))
+    _say_what_is_watched(watchers, validating)
     if settings.tensorboard.enabled:
         callbacks.append(TensorBoardLog(model, run.path / Path(settings.tensorboard.folder).name))
     if settings.csv_logger.enabled:

@@ -48,7 +48,9 @@ __all__ = [
     "SkippedSong",
     "Split",
     "find_tracks",
+    "infer_target",
     "order_songs",
+    "printable",
     "scan_tracks",
     "song_key",
     "song_limit_count",
@@ -70,7 +72,14 @@ class SkippedSong:
     reason: str
 
     def describe(self) -> str:
-        return f"{self.path}: {self.reason}"
+        return f"{printable(str(self.path))}: {printable(self.reason)}"
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped (a newline as \\n), so that a song whose file or folder
+    name holds one is still reported on one line."""
+    return "".join(character if character.isprintable() or character == " " else repr(character)[1:-1]
+                   for character in text)
 
 
 @attrs.frozen
@@ -218,6 +227,41 @@ def find_tracks(folder: str | Path, target: str, dataset: str = AUTO) -> list[Tr
     Songs that had to be left out are not returned; `scan_tracks` reports them.
     """
     return list(scan_tracks(folder, target, dataset).tracks)
+
+
+def infer_target(folder: str | Path, dataset: str = AUTO, default: str = "vocals") -> str:
+    """The instrument a collection's file names designate, for users who did not name one.
+
+    Layouts that can tell (a dataset plugin's optional `targets(folder) -> {name: songs}`, e.g. the
+    seed layout's `guitar_<song>.wav` beside `rest_<song>.wav`) are asked; layouts whose songs hold
+    every instrument (stems, MUSDB18) designate none, so `default` is used when no layout names one.
+    One name found is the target; several are ambiguous because guessing would silently train on
+    the wrong songs, so the error lists them with their song counts.
+    """
+    from unmix.core.plugins import plugin_manager
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return default  # scan_tracks reports the missing folder in words
+    registry = plugin_manager().registry("datasets")
+    if str(dataset).lower() == AUTO:
+        layouts = [registration.thing for registration in registry]
+    else:
+        layouts = [registry.get(dataset)]
+    found: dict[str, int] = {}
+    for layout in layouts:
+        targets = getattr(layout, "targets", None)
+        if callable(targets):
+            for name, songs in targets(folder).items():
+                found[name] = found.get(name, 0) + int(songs)
+    if not found:
+        return default
+    if len(found) == 1:
+        return next(iter(found))
+    listed = ", ".join(f"{name} ({songs} song{'s' if songs != 1 else ''})"
+                       for name, songs in sorted(found.items(), key=lambda item: (-item[1], item[0])))
+    raise UnmixError(f"'{folder}' holds stems for several instruments, found targets {listed}: pass --target "
+                     "(or set collection.target) to choose one")
 
 
 # --------------------------------------------------------------------------------------------

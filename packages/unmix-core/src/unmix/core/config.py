@@ -13,6 +13,7 @@ it, so a validation error names the dotted key and that file.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import types
@@ -25,11 +26,15 @@ import attrs
 from dotenv import dotenv_values
 
 from unmix.core.config_schema import Configuration
-from unmix.core.errors import ConfigurationError, PluginError
+from unmix.core.errors import ConfigurationError, PluginError, UnmixError
 from unmix.core.expressions import ExpressionError, MissingVariableError, evaluate, is_expression
 from unmix.core.jsonc import load_jsonc
 
 MASTER = "master.jsonc"
+# Sizes and counts pass through 32-bit integers in the frameworks; anything larger is a typo.
+LARGEST_WHOLE_NUMBER = 2**31 - 1
+# The longest file or folder name (in bytes) that common file systems (ext4, APFS, NTFS) accept.
+LONGEST_FILE_NAME = 255
 ROOT_VARIABLE = "UNMIX_CONFIGURATIONS_DIR"
 
 
@@ -98,11 +103,11 @@ def load_configuration(
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
         raise ConfigurationError(f"configuration file '{path}' {what}; give the path of a .jsonc file")
-    chain = _resolve_chain(path, variables) if inherit else [path]
+    files = _resolve_chain(path, variables) if inherit else {path: load_jsonc(path)}
+    chain = list(files)
     data: dict[str, Any] = {}
     provenance: dict[str, Path] = {}
-    for file in chain:
-        raw = load_jsonc(file)
+    for file, raw in files.items():
         if not isinstance(raw, dict):
             raise ConfigurationError(f"{file}: a configuration must be a JSON object {{...}}, not {type(raw).__name__}")
         raw.pop("base", None)
@@ -113,13 +118,14 @@ def load_configuration(
     return LoadedConfiguration(path=path, chain=chain, data=data, provenance=provenance, settings=settings)
 
 
-def _resolve_chain(path: Path, environment: Mapping[str, str]) -> list[Path]:
-    """The files from the root ancestor down to `path`."""
+def _resolve_chain(path: Path, environment: Mapping[str, str]) -> dict[Path, Any]:
+    """The files from the root ancestor down to `path`, each with its parsed content (read once)."""
     roots = configuration_roots(environment)
     chain = [path]
+    contents: dict[Path, Any] = {}
     current = path
     while True:
-        raw = load_jsonc(current)
+        raw = contents[current] = load_jsonc(current)
         base = raw.get("base") if isinstance(raw, dict) else None
         if base is None:
             if current.name == MASTER:
@@ -142,7 +148,7 @@ def _resolve_chain(path: Path, environment: Mapping[str, str]) -> list[Path]:
             )
         chain.insert(0, parent)
         current = parent
-    return chain
+    return {file: contents[file] for file in chain}
 
 
 def _find(name: str, folder: Path, roots: list[Path]) -> Path | None:
@@ -280,14 +286,18 @@ def _convert(kind: Any, value: Any, key: str, provenance: Mapping[str, Path], pa
             return value.strip().lower() == "true"
         raise fail(key, f"expected true or false, got {_type_name(value)} {value!r}")
     if kind is int:
-        number = _number(value)
-        if isinstance(number, bool) or number is None or float(number) != int(number):
+        whole = _whole_number(_number(value))
+        if whole is None:
             raise fail(key, f"expected a whole number, got {_type_name(value)} {value!r}")
-        return int(number)
+        if abs(whole) > LARGEST_WHOLE_NUMBER:
+            raise fail(key, f"{value!r} is too large; no setting takes a whole number beyond {LARGEST_WHOLE_NUMBER}")
+        return whole
     if kind is float:
         number = _number(value)
         if isinstance(number, bool) or number is None:
             raise fail(key, f"expected a number, got {_type_name(value)} {value!r}")
+        if not math.isfinite(number):
+            raise fail(key, f"expected a finite number, got {value!r}")
         return float(number)
     if kind is str:
         if not isinstance(value, str):
@@ -310,6 +320,17 @@ def _number(value: Any) -> int | float | None:
                 return float(value.strip())
             except ValueError:
                 return None
+    return None
+
+
+def _whole_number(number: int | float | None) -> int | None:
+    """`number` as an int when it is a whole, finite number; JSON's 1e400 reads as infinity."""
+    if number is None or isinstance(number, bool):
+        return None
+    if isinstance(number, int):
+        return number
+    if math.isfinite(number) and number.is_integer():
+        return int(number)
     return None
 
 
@@ -347,13 +368,39 @@ def _check_relations(settings: Configuration, provenance: Mapping[str, Path], pa
     augmentation = settings.augmentation
     if augmentation.gain_min > augmentation.gain_max:
         raise fail("augmentation.gain_min", f"{augmentation.gain_min} is above gain_max {augmentation.gain_max}")
+    environment = settings.environment
+    run_files = {"environment.log_file": environment.log_file,
+                 "training.callbacks.csv_logger.file_name": settings.training.callbacks.csv_logger.file_name}
+    for key, name in run_files.items():
+        problem = _file_name_problem(name)
+        if problem:
+            raise fail(key, f"{name!r} {problem}")
+    for part in Path(environment.output_path).parts:
+        if len(part.encode("utf-8")) > LONGEST_FILE_NAME:
+            raise fail("environment.output_path", f"the folder name {part[:40]!r}... is longer than "
+                       f"{LONGEST_FILE_NAME} bytes, more than file systems allow; shorten it")
+
+
+def _file_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a file inside the run folder, or None when it can."""
+    if not name.strip() or name in (".", ".."):
+        return "is not a file name; give one such as \"logs.txt\""
+    if "/" in name or "\\" in name:
+        return "must be a plain file name inside the run folder, without '/' or '\\'"
+    if len(name.encode("utf-8")) > LONGEST_FILE_NAME:
+        return f"is longer than {LONGEST_FILE_NAME} bytes, more than file systems allow; shorten it"
+    return None
+
+
+BACKEND_PACKAGES = {"tensorflow": "'unmix-tf[cpu]' (or [gpu])", "torch": "unmix-torch"}
 
 
 def check_plugin_names(loaded: LoadedConfiguration, manager: Any) -> list[str]:
-    """Check that every plugin name the configuration uses is registered.
+    """Check that every plugin name the configuration uses is registered, and the model's options.
 
-    A kind with no plugin installed at all (no backend on this machine) cannot be checked; that
-    is returned as a warning instead of an error, so configurations can be checked anywhere.
+    Run before any data is decoded, so a typo costs a second, not a cache build. A kind with no
+    plugin installed at all (no backend on this machine) cannot be checked; that is returned as a
+    warning instead of an error, so configurations can be checked anywhere.
     """
     settings = loaded.settings
     names = [
@@ -364,16 +411,52 @@ def check_plugin_names(loaded: LoadedConfiguration, manager: Any) -> list[str]:
     if settings.collection.dataset != "auto":
         names.append(("collection.dataset", "datasets", settings.collection.dataset))
     warnings = []
+    found = {}
     for key, kind, name in names:
         registry = manager.registry(kind)
         if len(registry) == 0:
             warnings.append(f"{loaded.path}: {key}: cannot check '{name}': no plugin registers any {kind} here")
             continue
+        if kind == "models":
+            check_backend_installed(loaded, registry)
         try:
-            registry.get(name)
+            found[kind] = registry.get(name)
         except PluginError as error:
             raise ConfigurationError(f"{_source(loaded.provenance, key, loaded.path)}: {key}: {error}") from None
+    if "models" in found and "transforms" in found:
+        _check_model_options(loaded, found["models"], found["transforms"])
     return warnings
+
+
+def check_backend_installed(loaded: LoadedConfiguration, models: Any) -> None:
+    """A configuration for a backend whose package is missing names the package to install."""
+    backend = loaded.settings.training.backend
+    if not any(name.lower().startswith(f"{backend.lower()}:") for name in models.names()):
+        package = BACKEND_PACKAGES.get(backend, f"a plugin for the '{backend}' backend")
+        key = "training.backend"
+        raise ConfigurationError(f"{_source(loaded.provenance, key, loaded.path)}: {key} '{backend}' has no models "
+                                 f"installed; install {package} (see `unmix plugins`)")
+
+
+def _check_model_options(loaded: LoadedConfiguration, builder: Any, transform_class: Any) -> None:
+    """Ask the model's builder to check `training.model.options` against the input it will get, when it can."""
+    check_options = getattr(builder, "check_options", None)
+    if check_options is None:
+        return
+    settings = loaded.settings
+    bins = settings.spectrogram_generation.fft_length // 2 + 1
+    try:
+        input_shape = transform_class.from_configuration(settings).input_shape(bins, settings.channels)
+        check_options(settings, input_shape)
+    except UnmixError as error:
+        raise ConfigurationError(f"{_options_source(loaded)}: {error}") from None
+
+
+def _options_source(loaded: LoadedConfiguration) -> Path:
+    """The last file in the chain that set any model option: the likeliest place of a bad one."""
+    key = "training.model.options"
+    setters = {file for dotted, file in loaded.provenance.items() if dotted == key or dotted.startswith(key + ".")}
+    return next((file for file in reversed(loaded.chain) if file in setters), loaded.path)
 
 
 def _type_name(value: Any) -> str:

@@ -213,7 +213,8 @@ class Prediction:
     filename: str = setting("{song}_{stem}.{ext}")
     bit_depth: str = setting("16", choices=("16", "24", "float"))
     bitrate_kbps: int = setting(192, minimum=32, maximum=320)
-    # Peaks above full scale: "clip" them, or "normalize" the whole stem below 0 dBFS.
+    # Peaks above full scale: "clip" them (with a warning; float wav keeps them), or "normalize" both stems
+    # of a song by one common gain, so that they still add up to the input times that gain.
     peak: str = setting("clip", choices=("clip", "normalize"))
     # Seconds of audio separated at a time: memory depends on this, not on the song's length. Each
     # segment also reads a few seconds of context on both sides, so longer segments waste less.

@@ -25,12 +25,12 @@ import attrs
 import numpy as np
 from tqdm import tqdm
 
-from unmix.core.audio import stft
+from unmix.core.audio import check_finite, stft
 from unmix.core.collection import split_songs
 from unmix.core.errors import UnmixError
-from unmix.core.files import write_json_atomically, write_text_atomically
+from unmix.core.files import atomic_path, write_json_atomically, write_text_atomically
 from unmix.core.metrics import SongScores, Summary, aggregate, baseline_scores, fraction_of_gap, score_song
-from unmix.core.prediction import Engine, engine_from_run
+from unmix.core.prediction import Engine, load_engine, run_model_files
 from unmix.core.runs import RunFolder, open_run_folder
 from unmix.core.training_data import collection_songs
 
@@ -78,13 +78,18 @@ def test_songs(run: RunFolder, collection: Path | None, test_data_count: int | N
 def evaluate_run(run_folder: str | Path, collection: str | Path | None = None, test_data_count: int | None = None,
                  jobs: int = 1, epoch: int | None = None, progress: bool = True,
                  engine: Engine | None = None) -> Evaluation:
-    """Score a run on held-out songs and write its reports; see the module docstring."""
+    """Score a run on held-out songs and write its reports; see the module docstring.
+
+    The run folder and the songs are checked before the model is loaded.
+    """
     run = open_run_folder(run_folder)
-    engine = engine or engine_from_run(run.path)
+    model_files = run_model_files(run)
     songs = test_songs(run, Path(collection) if collection is not None else None, test_data_count)
     if not songs:
-        raise UnmixError(f"no songs with a '{engine.target}' stem to evaluate in "
-                         f"'{collection or engine.settings.collection.folder}'")
+        settings = model_files.settings
+        raise UnmixError(f"no songs with a '{settings.collection.target}' stem to evaluate in "
+                         f"'{collection or settings.collection.folder}'")
+    engine = engine or load_engine(model_files)
     scores = score_songs(engine, songs, jobs=jobs, progress=progress, plot_run=run)
     return write_reports(run, engine, scores, epoch=epoch)
 
@@ -99,8 +104,7 @@ def score_songs(engine: Engine, songs: Sequence[Any], jobs: int = 1, progress: b
     arguments = []
     for index, song in enumerate(tqdm(songs, desc="separating", unit="song", disable=not progress, leave=False)):
         audio = song.load() if hasattr(song, "load") else song
-        target = np.asarray(audio.target, dtype=np.float32)
-        rest = np.asarray(audio.rest, dtype=np.float32)
+        target, rest = finite_stems(song, audio)
         estimate = engine.separate_samples(target + rest)
         if plot_run is not None and index < SPECTROGRAM_PLOTS:
             plot_spectrograms(plot_run, audio.name, target + rest, target, estimate, engine)
@@ -119,6 +123,21 @@ def score_songs(engine: Engine, songs: Sequence[Any], jobs: int = 1, progress: b
                 bar.update()
     bar.close()
     return scores
+
+
+def finite_stems(song: Any, audio: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The target and rest as float32, refusing NaN or infinite samples before they reach the model.
+
+    Otherwise they come out of the metrics as a NaN score that looks like the model's fault. The
+    message names the stem's file (the cached copy for cached songs) and the sample's position.
+    """
+    stems = []
+    for stem in ("target", "rest"):
+        samples = np.asarray(getattr(audio, stem), dtype=np.float32)
+        path = getattr(song, f"{stem}_path", None)
+        check_finite(samples, f"song '{audio.name}', {stem} stem" + (f" ('{path}')" if path is not None else ""))
+        stems.append(samples)
+    return stems[0], stems[1]
 
 
 def _score_one(argument: tuple) -> list[SongScores]:
@@ -223,7 +242,8 @@ def plot_song_sdr(run: RunFolder, scores: Sequence[SongScores], target: str, met
     axis.legend()
     figure.tight_layout()
     path = run.folder("plots") / "evaluation_sdr.png"
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     return path
 
@@ -253,7 +273,8 @@ def plot_spectrograms(run: RunFolder, song: str, mix: np.ndarray, target: np.nda
     figure.colorbar(image, ax=axes, label="dB")
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in song)
     path = run.folder("plots") / f"spectrograms_{safe}.png"
-    figure.savefig(path, dpi=90)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=90)
     plt.close(figure)
     return path
 

@@ -7,6 +7,8 @@ reports still point into the file the user wrote.
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +61,41 @@ def _position(text: str, index: int) -> str:
     return f"line {line}, column {column}: "
 
 
+log = logging.getLogger("unmix")
+BYTE_ORDER_MARK = "\ufeff"
+# The tokens that matter for finding keys, once block comments are blanked.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|//[^\n]*|[{}\[\]:]')
+
+
+def duplicate_keys(text: str) -> list[tuple[str, int, int]]:
+    """Each key repeated within one object of jsonc `text`: (key, its line, the earlier line)."""
+    text = blank_block_comments(text)
+    objects: list[dict[str, int] | None] = []
+    repeated = []
+    pending: tuple[str, int] | None = None
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        line = text.count("\n", 0, match.start()) + 1
+        if token.startswith("//"):
+            continue
+        if token == ":" and pending is not None and objects and objects[-1] is not None:
+            key, key_line = pending
+            if key in objects[-1]:
+                repeated.append((key, key_line, objects[-1][key]))
+            objects[-1][key] = key_line
+        pending = (token[1:-1], line) if token.startswith('"') else None
+        if token in "{[":
+            objects.append({} if token == "{" else None)
+        elif token in "}]" and objects:
+            objects.pop()
+    return repeated
+
+
 def parse_jsonc(text: str, origin: str) -> Any:
     """Parse jsonc text; errors name `origin` with line and column."""
+    text = text.removeprefix(BYTE_ORDER_MARK)
     try:
-        return commentjson.loads(blank_block_comments(text))
+        parsed = commentjson.loads(blank_block_comments(text))
     except ValueError as error:
         detail = str(error)
         if detail.startswith("line "):
@@ -70,6 +103,10 @@ def parse_jsonc(text: str, origin: str) -> Any:
         raise ConfigurationError(f"{origin}: invalid jsonc ({_lark_detail(error)}); fix the syntax") from None
     except Exception as error:  # lark's exceptions do not share a base class with ValueError
         raise ConfigurationError(f"{origin}: invalid jsonc ({_lark_detail(error)}); fix the syntax") from None
+    for key, line, earlier in duplicate_keys(text):
+        log.warning("%s: line %d: key '%s' repeats the one at line %d, which is ignored; remove one of them",
+                    origin, line, key, earlier)
+    return parsed
 
 
 def _lark_detail(error: BaseException) -> str:

@@ -11,8 +11,11 @@ the two stems always add up to the input.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from pathlib import Path
+import re
+import string
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Protocol, runtime_checkable
 
 import attrs
 import numpy as np
@@ -21,7 +24,7 @@ from tqdm import tqdm
 from unmix.core.config import LoadedConfiguration, load_configuration
 from unmix.core.config_schema import Configuration
 from unmix.core.errors import UnmixError
-from unmix.core.interfaces import Exporter, ExportOptions, SeparationModel, Source, StemWriter
+from unmix.core.interfaces import Exporter, ExportOptions, SeparationModel, SongInput, Source, StemWriter
 from unmix.core.plugins import plugin_manager
 from unmix.core.runs import RunFolder, RunFolderError, open_run_folder
 from unmix.core.separation import SegmentPlan, SeparationSettings, separate_segment
@@ -67,35 +70,62 @@ class Engine:
                                 self.separation_settings)
 
 
-def engine_from_run(run_folder: str | Path, batch_size: int | None = None) -> Engine:
-    """The engine of a run folder, with its best checkpoint (the seed used the last one)."""
-    run = open_run_folder(run_folder)
+@attrs.frozen
+class ModelFiles:
+    """A model's configuration and checkpoint, found and checked but not loaded.
+
+    Building the network is the slow part of `unmix predict`, so the command first checks every
+    input against these settings and only then calls `load_engine`.
+    """
+
+    loaded: LoadedConfiguration
+    checkpoint: Path
+    input_shape: tuple[int, ...] | None = None
+
+    @property
+    def settings(self) -> Configuration:
+        return self.loaded.settings
+
+
+def run_model_files(run: RunFolder) -> ModelFiles:
+    """The configuration and best checkpoint of a run folder (the seed used the last one)."""
     loaded = run.load_configuration()
     description = run.read_json(run.model_file)
     checkpoint = run.folder("weights") / f"best{description.get('checkpoint_suffix', '')}"
     if not checkpoint.is_file():
         raise RunFolderError(f"run folder '{run.path}' has no best checkpoint ({checkpoint.name}); "
                              "train it for at least one epoch first")
-    return _engine(loaded, checkpoint, batch_size, tuple(description["input_shape"]))
+    return ModelFiles(loaded, checkpoint, tuple(description["input_shape"]))
+
+
+def weights_model_files(weights: str | Path, configuration: str | Path) -> ModelFiles:
+    """A checkpoint file and the configuration it was trained with."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise UnmixError(f"weights file '{weights}' does not exist; give a checkpoint from a run's weights/ folder")
+    return ModelFiles(load_configuration(configuration), weights)
+
+
+def engine_from_run(run_folder: str | Path, batch_size: int | None = None) -> Engine:
+    """The engine of a run folder, with its best checkpoint."""
+    return load_engine(run_model_files(open_run_folder(run_folder)), batch_size)
 
 
 def engine_from_weights(weights: str | Path, configuration: str | Path, batch_size: int | None = None) -> Engine:
     """An engine from a checkpoint file and the configuration it was trained with."""
-    weights = Path(weights)
-    if not weights.is_file():
-        raise UnmixError(f"weights file '{weights}' does not exist; give a checkpoint from a run's weights/ folder")
-    return _engine(load_configuration(configuration), weights, batch_size, None)
+    return load_engine(weights_model_files(weights, configuration), batch_size)
 
 
-def _engine(loaded: LoadedConfiguration, checkpoint: Path, batch_size: int | None,
-            input_shape: tuple[int, ...] | None) -> Engine:
-    settings = loaded.settings
+def load_engine(files: ModelFiles, batch_size: int | None = None) -> Engine:
+    """Build the network and load its checkpoint; `batch_size` None uses prediction.batch_size."""
+    settings = files.settings
     transform = create_transform(settings)
     bins = settings.spectrogram_generation.fft_length // 2 + 1
-    shape = input_shape or transform.input_shape(bins, settings.channels)
-    model = build_model(loaded, shape)
+    shape = files.input_shape or transform.input_shape(bins, settings.channels)
+    model = build_model(files.loaded, shape)
+    checkpoint = files.checkpoint
     if checkpoint.suffix != model.checkpoint_suffix:
-        raise UnmixError(f"'{checkpoint}' is a {checkpoint.suffix} checkpoint but {loaded.path} builds a "
+        raise UnmixError(f"'{checkpoint}' is a {checkpoint.suffix} checkpoint but {files.loaded.path} builds a "
                          f"{model.backend} model, which reads {model.checkpoint_suffix} files; "
                          "use the configuration the weights were trained with")
     model.load_checkpoint(checkpoint)
@@ -110,30 +140,130 @@ class SeparatedSong:
     files: dict[str, Path]
 
 
-def output_names(engine: Engine, song: str, template: str, extension: str) -> dict[str, str]:
-    """File names of the two stems from the `{song}_{stem}.{ext}` template."""
+TEMPLATE_FIELDS = ("song", "stem", "ext")
+_SHOWN_FILES = 3
+
+
+def check_template(template: str) -> None:
+    """Refuse a file name template that cannot name files inside the output folder.
+
+    Subfolders (`{song}/{stem}.{ext}`) are allowed; an absolute path or a `..` component is not,
+    because it would write outside --output.
+    """
+    prefix = f"file name template '{template}' (--filename or prediction.filename)"
     try:
-        names = {stem: template.format(song=song, stem=stem, ext=extension) for stem in (engine.target, REST)}
-    except (KeyError, IndexError, ValueError) as error:
-        raise UnmixError(f"file name template '{template}' is invalid ({error}); use the fields "
-                         "{song}, {stem} and {ext}") from None
-    if len(set(names.values())) < 2:
-        raise UnmixError(f"file name template '{template}' gives both stems the same name; include {{stem}}")
-    return names
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as error:
+        raise UnmixError(f"{prefix} is invalid ({error}); use the fields {{song}}, {{stem}} and {{ext}}") from None
+    unknown = [field for field in fields if field not in TEMPLATE_FIELDS]
+    if unknown:
+        raise UnmixError(f"{prefix} has the unknown field {{{unknown[0]}}}; use only {{song}}, {{stem}} and {{ext}}")
+    if "stem" not in fields:
+        raise UnmixError(f"{prefix} gives both stems the same name; include {{stem}}")
+    parts = re.split(r"[/\\]", template)
+    if PurePosixPath(template).is_absolute() or PureWindowsPath(template).is_absolute() or ".." in parts:
+        raise UnmixError(f"{prefix} leads outside the output folder; give a name inside it, such as "
+                         "'{song}_{stem}.{ext}', and choose the folder with --output")
+
+
+def _path_safe(song: str) -> str:
+    """A song name that cannot add folders to an output path: separators become '_', '.' and '..' too."""
+    name = re.sub(r"[/\\\x00]", "_", song)
+    return "_" if name in ("", ".", "..") else name
+
+
+def output_names(target: str, song: str, template: str, extension: str) -> dict[str, str]:
+    """File names (relative to the output folder) of the two stems from the `{song}_{stem}.{ext}` template."""
+    check_template(template)
+    song = _path_safe(song)
+    return {stem: template.format(song=song, stem=stem, ext=extension) for stem in (target, REST)}
+
+
+def output_files(target: str, song: str, folder: Path, template: str, extension: str) -> dict[str, Path]:
+    """The two stems' paths, which `check_template` and `_path_safe` keep inside `folder`."""
+    return {stem: folder / name for stem, name in output_names(target, song, template, extension).items()}
+
+
+def songs_outside_output(songs: Sequence[SongInput], songs_folder: Path | None, output: Path) -> list[SongInput]:
+    """The songs, without files inside an output folder that lies within the songs folder.
+
+    Otherwise a second run would take the first run's stems for songs. When the output folder
+    is the songs folder itself, every file stays a song, and `plan_outputs` refuses to overwrite any.
+    """
+    if songs_folder is None:
+        return list(songs)
+    output, songs_folder = output.resolve(), songs_folder.resolve()
+    if output == songs_folder or songs_folder not in output.parents:
+        return list(songs)
+    kept = [song for song in songs if output not in song.path.resolve().parents]
+    if not kept:
+        raise UnmixError(f"every audio file in '{songs_folder}' lies in the output folder '{output}'; "
+                         "choose another --songs folder or --output")
+    return kept
+
+
+def plan_outputs(target: str, songs: Sequence[SongInput], folder: Path, template: str, extension: str,
+                 overwrite: bool) -> list[dict[str, Path]]:
+    """Every song's output files, checked before anything is separated.
+
+    An input song is never overwritten, even with `overwrite`; two songs never write the same
+    file; an existing output file is replaced only with `overwrite`.
+    """
+    inputs = {song.path.resolve(): song for song in songs}
+    writers: dict[Path, str] = {}
+    plans = []
+    for song in songs:
+        files = output_files(target, song.name, folder, template, extension)
+        for stem, path in files.items():
+            resolved = path.resolve()
+            if resolved in inputs:
+                raise UnmixError(f"song '{song.name}' would write its {stem} stem to '{path}', which is an input song; "
+                                 "predict never overwrites its inputs, even with --overwrite; "
+                                 "choose a separate --output folder")
+            if resolved in writers:
+                raise UnmixError(f"songs '{writers[resolved]}' and '{song.name}' would both write '{path}'; "
+                                 "include {song} in --filename")
+            writers[resolved] = song.name
+        plans.append(files)
+    _refuse_existing([path for files in plans for path in files.values()], folder, overwrite)
+    return plans
+
+
+def _refuse_existing(paths: list[Path], folder: Path, overwrite: bool) -> None:
+    folders = [path for path in paths if path.is_dir()]
+    if folders:
+        raise UnmixError(f"output '{folders[0]}' is a folder; remove it or choose another --output or --filename")
+    existing = [path for path in paths if path.exists() or path.is_symlink()]
+    if existing and not overwrite:
+        shown = ", ".join(f"'{path.relative_to(folder)}'" for path in existing[:_SHOWN_FILES])
+        more = f" and {len(existing) - _SHOWN_FILES} more" if len(existing) > _SHOWN_FILES else ""
+        raise UnmixError(f"{len(existing)} output file{'s' if len(existing) > 1 else ''} already exist in "
+                         f"'{folder}' ({shown}{more}); pass --overwrite to replace them or choose another --output")
 
 
 def separate_file(engine: Engine, path: Path, output_folder: Path, exporter: Exporter, options: ExportOptions,
                   template: str, song: str | None = None, progress: bool = True) -> SeparatedSong:
-    """Separate one file into `<song>_<target>` and `<song>_rest` in `output_folder`."""
-    output_folder = prediction_output_folder(None, output_folder)
-    reader = AudioReader(path)
+    """Separate one file into `<song>_<target>` and `<song>_rest` in `output_folder`, replacing
+    existing outputs but never the input itself."""
     song = song or path.stem
+    files = output_files(engine.target, song, Path(output_folder), template, exporter.extension)
+    for output in files.values():
+        if output.resolve() == path.resolve():
+            raise UnmixError(f"output '{output}' is the input song '{path}'; predict never overwrites its inputs; "
+                             "choose another output folder")
+    return separate_into(engine, path, files, exporter, options, song, progress)
+
+
+def separate_into(engine: Engine, path: Path, files: dict[str, Path], exporter: Exporter, options: ExportOptions,
+                  song: str, progress: bool = True) -> SeparatedSong:
+    """Separate one file into the stem files `files` (from `plan_outputs` or `output_files`)."""
+    reader = AudioReader(path)
     rate, channels = reader.info.sample_rate, reader.info.channels
-    names = output_names(engine, song, template, exporter.extension)
     writers: dict[str, StemWriter] = {}
     try:
-        for stem, name in names.items():
-            writers[stem] = exporter.open(output_folder / name, rate, channels, options)
+        for stem, output in files.items():
+            _create_folder(output.parent)
+            writers[stem] = exporter.open(output, rate, channels, options)
         total = reader.info.frames
         bar = tqdm(total=round(total / rate, 1) if total else None, desc=song[:40], unit="s", leave=False,
                    disable=not progress, dynamic_ncols=True)
@@ -144,16 +274,43 @@ def separate_file(engine: Engine, path: Path, output_folder: Path, exporter: Exp
                 writers[REST].write(rest)
                 written += target.shape[1]
                 bar.update(round(target.shape[1] / rate, 1))
-        for writer in writers.values():
-            writer.close()
+        _close_stems(writers, song)
     except BaseException:
         for writer in writers.values():
             writer.abort()
         raise
     finally:
         reader.close()
-    return SeparatedSong(song=song, seconds=written / rate,
-                         files={stem: output_folder / name for stem, name in names.items()})
+    return SeparatedSong(song=song, seconds=written / rate, files=dict(files))
+
+
+@runtime_checkable
+class PeakReportingWriter(Protocol):
+    """A `StemWriter` that reports its peak and its clipping (unmix-sources' writers do), so that
+    the stems of a song can be kept adding up to the input."""
+
+    peak: float
+    clipped_samples: int
+
+    def close(self, common_peak: float = 0.0) -> None: ...
+
+
+def _close_stems(writers: dict[str, StemWriter], song: str) -> None:
+    """Close a song's stems so that target + rest still equal the input: `normalize` scales every
+    stem by the gain of the loudest one, and samples that `clip` cut off are reported."""
+    reporting = [writer for writer in writers.values() if isinstance(writer, PeakReportingWriter)]
+    common_peak = max((writer.peak for writer in reporting), default=0.0)
+    for writer in writers.values():
+        if isinstance(writer, PeakReportingWriter):
+            writer.close(common_peak)
+        else:
+            writer.close()
+    clipped = sum(writer.clipped_samples for writer in reporting)
+    if clipped:
+        log.warning("song '%s': %d samples of its stems were above full scale (peak %.2f, %+.1f dBFS) and were "
+                    "clipped, so there target + rest no longer add up to the input; use --bit-depth float "
+                    "(wav) to keep them, or --peak normalize to scale both stems by one gain",
+                    song, clipped, common_peak, 20 * np.log10(common_peak))
 
 
 def _separated_blocks(engine: Engine, reader: AudioReader, channels: int,
@@ -265,12 +422,20 @@ def exporter_for(format_name: str) -> Exporter:
 
 
 def prediction_output_folder(run: RunFolder | None, output: str | Path | None) -> Path:
+    """The output folder, checked but not created: --output, else the run's predictions/ folder."""
     folder = Path(output) if output is not None else (run.path / "predictions" if run else Path("predictions"))
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                blocker = "it is a file" if candidate == folder else f"'{candidate}' is a file"
+                raise UnmixError(f"output folder '{folder}' cannot be created: {blocker}; choose another --output")
+            break
+    return folder
+
+
+def _create_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UnmixError(f"cannot create output folder '{folder}' ({error.strerror}); "
                          "choose another --output") from None
-    if not folder.is_dir():
-        raise UnmixError(f"output '{folder}' is not a folder; choose another --output")
-    return folder

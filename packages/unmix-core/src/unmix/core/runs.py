@@ -3,7 +3,7 @@
 ```
 runs/<YYYYmmdd-HHMMSS>-<configuration name>/
     configuration.jsonc   merged configuration, read back without inheritance
-    environment.json      versions, git commit, UNMIX_* variables (never the whole environment)
+    environment.json      versions, git commit, UNMIX_* variables (secret-looking values redacted)
     logs.txt              what the run printed
     results.csv           one row per epoch (';'-separated, as the seed)
     model.json            backend, model name and input shape: what prediction needs to rebuild it
@@ -16,24 +16,30 @@ runs/<YYYYmmdd-HHMMSS>-<configuration name>/
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import attrs
 
 from unmix.core.config import LoadedConfiguration, load_configuration
 from unmix.core.errors import UnmixError
-from unmix.core.files import write_json_atomically, write_text_atomically
+from unmix.core.files import WriteError, write_json_atomically, write_text_atomically
 
 CONFIGURATION_FILE = "configuration.jsonc"
+LOCK_FILE = ".training.lock"
+SECRET_WORDS = ("TOKEN", "SECRET", "KEY", "PASSWORD", "PASS", "CREDENTIAL")
+REDACTED = "<redacted>"
 DISTRIBUTIONS = ("unmix-core", "unmix-cli", "unmix-sources", "unmix-tf", "unmix-torch", "numpy", "tensorflow",
                  "tensorflow-cpu", "keras", "torch")
 
@@ -106,9 +112,18 @@ def create_run_folder(loaded: LoadedConfiguration, working_directory: Path) -> R
             path = parent / f"{stamp}-{loaded.name}-{suffix}"
     run = RunFolder(path)
     header = f"// merged from {' -> '.join(str(p) for p in loaded.chain)}\n"
-    write_text_atomically(run.configuration_file, header + json.dumps(loaded.data, indent=2) + "\n")
-    run.write_json(run.file("environment.json"), describe_environment(loaded, working_directory))
+    try:
+        write_text_atomically(run.configuration_file, header + json.dumps(loaded.data, indent=2) + "\n")
+        run.write_json(run.file("environment.json"), describe_environment(loaded, working_directory))
+    except WriteError as error:
+        remove_unfinished_run(run)
+        raise error.then("run the training again") from None
     return run
+
+
+def remove_unfinished_run(run: RunFolder) -> None:
+    """A run that never finished an epoch has nothing to resume; a half-made folder would only mislead."""
+    shutil.rmtree(run.path, ignore_errors=True)
 
 
 def open_run_folder(path: str | os.PathLike[str]) -> RunFolder:
@@ -122,6 +137,54 @@ def open_run_folder(path: str | os.PathLike[str]) -> RunFolder:
             f"'{folder}' is not a run folder (it has no {CONFIGURATION_FILE}); give a folder made by `unmix train`"
         )
     return run
+
+
+@contextlib.contextmanager
+def training_lock(run: RunFolder) -> Iterator[None]:
+    """Hold the run folder for this process while it trains.
+
+    Two trainings of one run would both append every epoch to results.csv and overwrite each
+    other's checkpoints. The lock is an flock, which the OS drops when the process ends however
+    it ends, so a killed training never leaves the run locked; the file holds the pid for the
+    message the second process shows.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, one training per run is up to the user
+        yield
+        return
+    try:
+        handle = open(run.file(LOCK_FILE), "a+", encoding="utf-8")
+    except OSError as error:
+        raise RunFolderError(f"cannot lock the run folder '{run.path}': {error.strerror or error}; "
+                             "check that it is writable") from None
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderError(
+                f"run folder '{run.path}' is being trained by another unmix process ({_lock_holder(handle)}); "
+                "wait for it to finish or stop it, then run this again"
+            ) from None
+        _record_holder(handle)
+        yield
+    finally:
+        handle.close()
+
+
+def _record_holder(handle: TextIO) -> None:
+    """Only for the message of a second process: a full disk must not stop the training here."""
+    with contextlib.suppress(OSError):
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+
+
+def _lock_holder(handle: TextIO) -> str:
+    handle.seek(0)
+    holder = handle.read().strip()
+    return f"pid {holder}" if holder.isdigit() else "pid unknown"
 
 
 def describe_environment(loaded: LoadedConfiguration, working_directory: Path) -> dict[str, Any]:
@@ -142,8 +205,18 @@ def describe_environment(loaded: LoadedConfiguration, working_directory: Path) -
         "platform": platform.platform(),
         "versions": versions,
         "git": _git_description(loaded.path.parent),
-        "variables": {k: v for k, v in sorted(os.environ.items()) if k.startswith("UNMIX_")},
+        "variables": recorded_variables(os.environ),
     }
+
+
+def recorded_variables(environment: Mapping[str, str]) -> dict[str, str]:
+    """The UNMIX_* variables, values of secret-looking ones redacted: run folders get shared, tokens must not."""
+    return {name: REDACTED if _looks_secret(name) else value
+            for name, value in sorted(environment.items()) if name.startswith("UNMIX_")}
+
+
+def _looks_secret(name: str) -> bool:
+    return any(word in name.upper() for word in SECRET_WORDS)
 
 
 def _user() -> str:

@@ -16,7 +16,12 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from unmix.core.audio import check_finite
 from unmix.core.errors import AudioError
+
+# Formats whose header states the exact frame count: zero frames there means a header and no audio,
+# which ffmpeg cannot read either.
+_EXACT_LENGTH_FORMATS = {"WAV", "WAVEX", "W64", "RF64", "FLAC", "AIFF", "CAF"}
 
 
 @attrs.frozen
@@ -28,13 +33,17 @@ class StreamInfo:
 
 
 class AudioReader:
-    """Blocks of float32 (channels, samples) at the file's own rate and channel count."""
+    """Blocks of float32 (channels, samples) at the file's own rate and channel count.
+
+    Every block is checked for NaN and infinite samples as it is read, so prediction refuses such
+    a file with the sample's absolute position instead of writing stems full of NaN.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             what = "is a folder" if self.path.is_dir() else "does not exist"
-            raise AudioError(f"audio file '{self.path}' {what}")
+            raise AudioError(f"audio file '{self.path}' {what}; give the path of an audio file")
         if self.path.stat().st_size == 0:
             raise AudioError(f"'{self.path}' is empty (0 bytes); give a complete audio file")
         self._soundfile = self._open_soundfile()
@@ -52,15 +61,24 @@ class AudioReader:
         except Exception:  # libsndfile cannot read it: ffmpeg may
             return None
         if handle.frames <= 0:
+            file_format = handle.format
             handle.close()
+            if file_format in _EXACT_LENGTH_FORMATS:
+                raise AudioError(f"'{self.path}' holds no audio samples (only a header); give a complete audio file")
             return None
         return handle
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
-        if self._soundfile is not None:
-            yield from self._soundfile_blocks(block_frames)
-        else:
-            yield from self._ffmpeg_blocks(block_frames)
+        read = self._soundfile_blocks if self._soundfile is not None else self._ffmpeg_blocks
+        blocks = read(block_frames)
+        position = 0
+        try:
+            for block in blocks:
+                check_finite(block, str(self.path), first_frame=position)
+                position += block.shape[1]
+                yield block
+        finally:
+            blocks.close()
 
     def _soundfile_blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         handle = self._soundfile
@@ -106,6 +124,14 @@ class AudioReader:
             self._soundfile.close()
 
 
+def check_readable(path: Path) -> StreamInfo:
+    """Open and close `path` as `AudioReader` would: a missing, empty or undecodable song is refused
+    before a model is loaded for it."""
+    reader = AudioReader(path)
+    reader.close()
+    return reader.info
+
+
 def _probe(path: Path) -> tuple[int, int]:
     """Rate and channels of the first audio stream, from ffprobe."""
     if shutil.which("ffprobe") is None:
@@ -119,9 +145,9 @@ def _probe(path: Path) -> tuple[int, int]:
         stream = json.loads(result.stdout)["streams"][0]
         return int(stream["sample_rate"]), int(stream["channels"])
     except (json.JSONDecodeError, KeyError, IndexError, ValueError):
-        reason = (result.stderr.strip().splitlines() or ["it has no audio stream"])[-1]
-        raise AudioError(f"'{path}' is not audio that unmix can read ({reason}); "
-                         "convert it to wav, flac or mp3") from None
+        reason = (result.stderr.strip().splitlines() or ["it has no audio stream"])[-1].replace(f"{path}: ", "")
+        raise AudioError(f"'{path}' is not audio that unmix can read, or is truncated or corrupt ({reason}); "
+                         "replace it or convert it to wav, flac or mp3") from None
 
 
 class Resampler:

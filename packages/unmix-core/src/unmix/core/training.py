@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,14 +21,22 @@ from typing import Any
 import attrs
 from tqdm import tqdm
 
-from unmix.core.callbacks import LAST, TrainingState, build_callbacks, forget_results_after
-from unmix.core.config import LoadedConfiguration, load_configuration
+from unmix.core.callbacks import LAST, TrainingState, build_callbacks, forget_results_after, watched_value
+from unmix.core.config import LoadedConfiguration, check_backend_installed, check_plugin_names, load_configuration
 from unmix.core.config_schema import Configuration
 from unmix.core.errors import UnmixError
+from unmix.core.files import WriteError, write_error
 from unmix.core.interfaces import Metrics, SeparationModel
 from unmix.core.plugins import plugin_manager
-from unmix.core.runs import RunFolder, RunFolderError, create_run_folder, open_run_folder
-from unmix.core.training_data import TrainingData, prepare_training_data
+from unmix.core.runs import (
+    RunFolder,
+    RunFolderError,
+    create_run_folder,
+    open_run_folder,
+    remove_unfinished_run,
+    training_lock,
+)
+from unmix.core.training_data import TrainingData, prepare_training_data, with_collection_target
 
 log = logging.getLogger("unmix")
 
@@ -52,24 +61,26 @@ class TrainingContext:
     data: TrainingData
 
 
-BACKEND_PACKAGES = {"tensorflow": "unmix-tf", "torch": "unmix-torch"}
-
-
 def model_key(settings: Configuration) -> str:
     """Models are registered per backend, as "<backend>:<name>" ("tensorflow:hourglass")."""
     return f"{settings.training.backend}:{settings.training.model.name}"
 
 
 def build_model(loaded: LoadedConfiguration, input_shape: tuple[int, int, int]) -> SeparationModel:
-    settings = loaded.settings
     registry = plugin_manager().registry("models")
-    backend = settings.training.backend
-    if not any(name.lower().startswith(f"{backend.lower()}:") for name in registry.names()):
-        package = BACKEND_PACKAGES.get(backend, f"a plugin for the '{backend}' backend")
-        raise UnmixError(f"{loaded.path}: training.backend '{backend}' has no models installed; "
-                         f"install {package} (see `unmix plugins`)")
-    builder = registry.get(model_key(settings))
-    return builder(settings, tuple(input_shape))
+    if len(registry) == 0:
+        raise UnmixError(f"{loaded.path}: no model plugin is installed; install unmix-tf[cpu] or unmix-torch")
+    check_backend_installed(loaded, registry)
+    builder = registry.get(model_key(loaded.settings))
+    return builder(loaded.settings, tuple(input_shape))
+
+
+def check_before_data(loaded: LoadedConfiguration) -> None:
+    """Every name and model option the configuration uses, checked before minutes of decoding."""
+    if len(plugin_manager().registry("models")) == 0:
+        raise UnmixError(f"{loaded.path}: no model plugin is installed; install unmix-tf[cpu] or unmix-torch")
+    for warning in check_plugin_names(loaded, plugin_manager()):
+        log.warning("%s", warning)
 
 
 def describe_model(model: SeparationModel, loaded: LoadedConfiguration, input_shape: Sequence[int]) -> dict:
@@ -88,23 +99,25 @@ def train(configuration: str | Path, working_directory: str | Path = ".", resume
     """Train one configuration in a new run folder, or continue the run folder `resume`."""
     if resume is not None:
         run = open_run_folder(resume)
+        _refuse_if_being_trained(run)
         loaded = run.load_configuration()
         state = TrainingState(**run.read_json(run.state_file))
     else:
-        loaded = load_configuration(configuration)
+        loaded = with_collection_target(load_configuration(configuration))
         run = None
         state = TrainingState()
     settings = loaded.settings
+    check_before_data(loaded)
     data = data if data is not None else prepare_training_data(loaded)
     if len(data.training) == 0:
         raise EmptySplitError(
             f"{loaded.path}: the training split has no windows ({data.describe()}); add songs to "
             f"collection.folder or lower collection.test_data_count / validation_ratio"
         )
+    model = build_model(loaded, data.input_shape)
     if run is None:
         run = create_run_folder(loaded, Path(working_directory))
-    with _run_log(run, settings.environment.log_file):
-        model = build_model(loaded, data.input_shape)
+    with training_lock(run), _full_disk_stops_cleanly(run), _run_log(run, settings.environment.log_file):
         if resume is not None:
             _restore(model, run, state)
             csv_logger = settings.training.callbacks.csv_logger
@@ -141,7 +154,8 @@ def _restore(model: SeparationModel, run: RunFolder, state: TrainingState) -> No
 def _fit(model: SeparationModel, run: RunFolder, loaded: LoadedConfiguration, data: TrainingData,
          state: TrainingState) -> None:
     settings = loaded.settings
-    callbacks = build_callbacks(settings.training.callbacks, model, run)
+    validating = data.validation is not None and len(data.validation) > 0
+    callbacks = build_callbacks(settings.training.callbacks, model, run, validating)
     context = TrainingContext(run=run, loaded=loaded, model=model, data=data)
     hooks: list[EpochHook] = []
     if settings.collection.test_frequency > 0 and data.test_songs:
@@ -158,7 +172,7 @@ def _fit(model: SeparationModel, run: RunFolder, loaded: LoadedConfiguration, da
             logs = _train_one_epoch(model, data, epoch, total_epochs, interrupted)
             if interrupted():
                 _save_interrupted(model, run, state)
-            if data.validation is not None and len(data.validation) > 0:
+            if validating:
                 validation = model.evaluate(data.validation.epoch(epoch), len(data.validation))
                 logs.update({f"val_{key}": value for key, value in validation.items()})
             logs["lr"] = model.learning_rate
@@ -177,7 +191,8 @@ def _fit(model: SeparationModel, run: RunFolder, loaded: LoadedConfiguration, da
                 log.info("%s", state.stop_reason)
                 run.write_json(run.state_file, attrs.asdict(state))
                 break
-    log.info("best %s %.5g at epoch %s; checkpoints in %s", settings.training.callbacks.model_checkpoint.monitor,
+    monitor = watched_value(settings.training.callbacks.model_checkpoint.monitor, validating)
+    log.info("best %s %.5g at epoch %s; checkpoints in %s", monitor,
              state.best_value if state.best_value is not None else float("nan"), state.best_epoch,
              run.folder("weights"))
 
@@ -240,10 +255,52 @@ def _interrupt_flag() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _refuse_if_being_trained(run: RunFolder) -> None:
+    """Fail before minutes of data preparation, not after; the lock held while training is what counts."""
+    with training_lock(run):
+        pass
+
+
+@contextlib.contextmanager
+def _full_disk_stops_cleanly(run: RunFolder) -> Iterator[None]:
+    """A full disk ends training with one line naming the file instead of a traceback.
+
+    Checkpoints and state.json are written atomically, so the last good ones stay and the run
+    resumes once there is space; a new run that never finished an epoch has nothing to resume
+    and is removed.
+    """
+    try:
+        yield
+    except WriteError as error:
+        raise _next_step_after(error, run) from None
+    except OSError as error:
+        converted = write_error(Path(error.filename) if error.filename else run.path, error)
+        if converted is None:
+            raise
+        raise _next_step_after(converted, run) from None
+
+
+def _next_step_after(error: WriteError, run: RunFolder) -> WriteError:
+    if run.state_file.is_file():
+        return error.then(f"resume with: unmix train --resume {run.path}")
+    remove_unfinished_run(run)
+    return error.then("run the training again")
+
+
+class _RunLogFile(logging.FileHandler):
+    """logs.txt, which must not print a logging traceback when the disk fills up: the write that
+    matters (checkpoint, state.json) then fails with its own one-line error."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handleError(record)
+
+
 @contextlib.contextmanager
 def _run_log(run: RunFolder, log_file: str) -> Iterator[None]:
     """Mirror the run's log messages into its logs.txt."""
-    handler = logging.FileHandler(run.file(log_file), encoding="utf-8")
+    handler = _RunLogFile(run.file(log_file), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     previous_level = log.level

@@ -24,6 +24,10 @@ Song and collection names (the cache stores songs as `<collection>/<song>`): the
 folder's name (for `musdb-stem`, the file name without `.stem.mp4`); the collection is the path of
 the song's parent folder relative to the searched folder, or the searched folder's own name when
 the songs lie directly in it (the seed used the song folder's parent name).
+
+Only the seed layout names its target in its file names, so only it offers `targets(folder)`
+(used by `unmix.core.collection.infer_target`): a folder of `guitar_x.wav` + `rest_x.wav` is a
+guitar collection without a --target. Names may hold any character, newlines included.
 """
 
 from __future__ import annotations
@@ -126,7 +130,7 @@ class SeedDataset:
         root = Path(folder)
         rest_prefixes = ["rest"] + (["instrumental"] if target.lower() == "vocals" else [])
         pattern = re.compile(
-            rf"^(?P<role>{re.escape(target)}|{'|'.join(rest_prefixes)})_(?P<song>.+)$", re.IGNORECASE
+            rf"^(?P<role>{re.escape(target)}|{'|'.join(rest_prefixes)})_(?P<song>.+)\Z", re.IGNORECASE | re.DOTALL
         )
         tracks: list[Track] = []
         skipped: list[SkippedSong] = []
@@ -151,6 +155,35 @@ class SeedDataset:
         except OSError as error:
             return _scan_error(root, error)
         return DatasetScan(tracks=tuple(tracks), skipped=tuple(skipped))
+
+    def targets(self, folder: Path) -> dict[str, int]:
+        """{instrument: songs} named by `<instrument>_<song>` files that have a `rest_<song>` (or, for
+        vocals, `instrumental_<song>`) beside them: what the file names say the collection is for."""
+        found: dict[str, int] = {}
+        try:
+            for _, files in _walk(Path(folder)):
+                for name in self._folder_targets(files):
+                    found[name] = found.get(name, 0) + 1
+        except OSError:
+            return {}  # scan reports the unreadable folder
+        return found
+
+    @staticmethod
+    def _folder_targets(files: list[Path]) -> list[str]:
+        stems = [path.name[: -len(path.suffix)].lower() for path in files
+                 if _is_audio(path) and not _is_multistream(path)]
+        rest_songs = {stem.split("_", 1)[1]: stem.split("_", 1)[0] for stem in stems
+                      if "_" in stem and stem.split("_", 1)[0] in ("rest", "instrumental")}
+        names = []
+        for stem in dict.fromkeys(stems):
+            if stem.split("_", 1)[0] in ("rest", "instrumental"):
+                continue
+            for song, prefix in rest_songs.items():
+                instrument = stem[: -len(song) - 1]
+                if stem.endswith(f"_{song}") and instrument and (prefix == "rest" or instrument == "vocals"):
+                    names.append(instrument)
+                    break
+        return names
 
     def _pair(
         self,

@@ -247,12 +247,27 @@ def find_renderer(soundfont: Path | None = None) -> Renderer:
         if not soundfont.is_file():
             raise DemoError(f"SoundFont '{soundfont}' does not exist: pass a General MIDI .sf2 file to "
                             f"--soundfont, or install one with {INSTALL_RENDERER}")
+        check_soundfont(soundfont)
         return Renderer(executable, soundfont, _fluidsynth_version(executable))
     for candidate in SOUNDFONTS:
         if candidate.is_file():
             return Renderer(executable, candidate, _fluidsynth_version(executable))
     raise DemoError(f"no General MIDI SoundFont found (looked for {SOUNDFONTS[0]} and {len(SOUNDFONTS) - 1} "
                     f"other places): {INSTALL_RENDERER}, or pass --soundfont FILE.sf2")
+
+
+def check_soundfont(path: Path) -> None:
+    """Refuse a file that is not a SoundFont (RIFF 'sfbk'): FluidSynth would skip it with a warning and
+    play its own default SoundFont instead, so the songs would not sound like the file demo.json names."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(12)
+    except OSError as error:
+        raise DemoError(f"cannot read the SoundFont '{path}': {error.strerror or error}; pass a readable "
+                        ".sf2 file to --soundfont") from None
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"sfbk":
+        raise DemoError(f"'{path}' is not a SoundFont (no RIFF 'sfbk' header): pass a General MIDI .sf2 or .sf3 "
+                        f"file to --soundfont, or install one with {INSTALL_RENDERER}")
 
 
 def _fluidsynth_version(executable: str) -> str:
@@ -520,6 +535,9 @@ def render(voices: Sequence[Voice], seconds: float, sample_rate: int, renderer: 
     command = [renderer.executable, "-n", "-i", "-q", "-R", "0", "-C", "0", "-r", str(sample_rate),
                "-O", "float", "-T", "wav", "-F", str(wav), str(renderer.soundfont), str(midi)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if "not a SoundFont" in result.stderr or "Failed to load SoundFont" in result.stderr:
+        raise DemoError(f"FluidSynth cannot load the SoundFont '{renderer.soundfont}' (it would play its default "
+                        "one instead): pass a working General MIDI .sf2 file to --soundfont")
     if result.returncode != 0 or not wav.is_file():
         reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
         raise DemoError(f"FluidSynth could not render with '{renderer.soundfont}': {reason}; "

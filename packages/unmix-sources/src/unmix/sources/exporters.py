@@ -6,19 +6,24 @@ Why they look the way they do:
   memory does not grow with the length of a song; writers therefore encode each block as it
   comes and keep nothing else in memory.
 - Whole or not at all. Audio goes to a hidden temporary file beside the destination (same file
-  system, so the final `os.replace` is atomic) and only `close()` moves it into place. `abort()`,
-  an exception inside a `with` block, a failed write or a full disk remove the temporary file, so
-  a killed or failed `unmix predict` never leaves a truncated stem that looks finished.
+  system, so the final `os.replace` is atomic; see `unmix.core.files`, whose names carry the
+  writer's pid so that the next writer removes what a SIGKILL left) and only `close()` moves it
+  into place. `abort()`, an exception inside a `with` block, a failed write or a full disk remove
+  the temporary file, so a killed or failed `unmix predict` never leaves a truncated stem that
+  looks finished.
 - Peaks above full scale are never wrapped. Integer encoders turn 1.5 into a large negative
-  number; the writers therefore always apply the `peak` option first, for every format, so a
-  file never holds samples beyond [-1, 1] whichever format it is:
-  * `clip` clips each block to [-1, 1] (the default: streaming, and separated stems of a mix
-    that was within full scale rarely exceed it by much);
+  number; the writers therefore apply the `peak` option first:
+  * `clip` clips each block to [-1, 1] in every format that cannot hold more (16/24-bit wav and
+    flac, ogg, mp3) and counts the samples it clipped (`clipped_samples`), so that prediction can
+    warn that the stems no longer add up to the input there. 32-bit float wav holds samples
+    beyond full scale, so it keeps them as they are: float stems always add up to the input;
   * `normalize` scales the whole file down to a peak of -0.1 dBFS, but only when its peak is
-    above full scale. Quieter files are left untouched, so stems that fit keep their level and
-    target + rest still add up to the mix. Knowing the peak needs the whole file: blocks go to
-    a float32 scratch file beside the destination while the peak is tracked, and close()
-    re-reads that file block by block and encodes it, so memory still stays at one block.
+    above full scale. Quieter files are left untouched, so stems that fit keep their level.
+    `close(common_peak)` takes the loudest peak of all the song's stems, so that every stem gets
+    the same gain and target + rest still add up to the mix times that gain. Knowing the peak
+    needs the whole file: blocks go to a float32 scratch file beside the destination while the
+    peak is tracked, and close() re-reads that file block by block and encodes it, so memory
+    still stays at one block.
 - Formats: wav (16-bit, 24-bit or 32-bit float), flac (16 or 24-bit), ogg (Vorbis, quality from
   the bitrate), mp3 (libsndfile's LAME encoder at a constant bitrate when the installed
   libsndfile has MPEG support, otherwise ffmpeg's libmp3lame through a pipe).
@@ -26,11 +31,11 @@ Why they look the way they do:
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +44,7 @@ from typing import IO, NoReturn, Protocol
 import numpy as np
 
 from unmix.core.errors import AudioError
+from unmix.core.files import AtomicFile, temporary_path, write_error
 from unmix.core.interfaces import ExportOptions
 
 __all__ = [
@@ -53,6 +59,7 @@ __all__ = [
 NORMALIZED_PEAK_DBFS = -0.1
 _NORMALIZED_PEAK = float(10 ** (NORMALIZED_PEAK_DBFS / 20))
 _READ_BACK_FRAMES = 65536
+_NEARLY_FULL_BYTES = 1 << 20  # a write that failed with less free than this failed for want of space
 
 _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 # libsndfile turns a compression level in [0, 1] into a constant bitrate linearly over the range of
@@ -90,47 +97,52 @@ class StreamingStemWriter:
     exception aborts it.
     """
 
-    def __init__(self, path: Path, channels: int, options: ExportOptions, open_encoder: OpenEncoder) -> None:
+    def __init__(self, path: Path, channels: int, options: ExportOptions, open_encoder: OpenEncoder,
+                 holds_peaks: bool = False) -> None:
         self.path = Path(path)
         self.channels = channels
-        self._temporary = _hidden_sibling(self.path, "part")
+        self.peak = 0.0
+        """The largest absolute sample written so far, before any clipping or gain."""
+        self.clipped_samples = 0
+        """Samples that `clip` had to bring back to full scale: where the stems stop adding up."""
+        self._clips = not holds_peaks
+        self._file = AtomicFile(self.path)
         self._state = "open"
         self._scratch: _PeakScratch | None = None
         try:
             if options.peak == "normalize":
-                self._scratch = _PeakScratch(_hidden_sibling(self.path, "f32"), channels)
-            self._encoder = open_encoder(self._temporary)
+                self._scratch = _PeakScratch(temporary_path(self.path.with_name(f"{self.path.name}.f32")), channels)
+            self._encoder = open_encoder(self._file.temporary)
         except BaseException as error:
-            self._remove_files()
-            _raise_as_user_error(self.path, error)
+            self._fail(error, self._remove_files)
 
     def write(self, block: np.ndarray) -> None:
         self._require_open()
         block = self._checked(block)
         if block.shape[1] == 0:
             return
+        self.peak = max(self.peak, float(np.max(np.abs(block))))
         try:
             if self._scratch is not None:
                 self._scratch.append(block)
             else:
-                self._encoder.write(np.clip(block, -1.0, 1.0))
+                self._encoder.write(self._clipped(block))
         except BaseException as error:
-            self.abort()
-            _raise_as_user_error(self.path, error)
+            self._fail(error, self.abort)
 
-    def close(self) -> None:
+    def close(self, common_peak: float = 0.0) -> None:
+        """Finish the file; with `normalize`, scale it by the gain that the louder of its own peak
+        and `common_peak` (the loudest of the song's other stems) needs."""
         if self._state == "closed":
             return
         self._require_open()
         try:
             if self._scratch is not None:
-                self._encode_normalized(self._scratch)
+                self._encode_normalized(self._scratch, max(self.peak, common_peak))
             self._encoder.finish()
-            _flush_to_disk(self._temporary)
-            os.replace(self._temporary, self.path)
+            self._file.commit()
         except BaseException as error:
-            self.abort()
-            _raise_as_user_error(self.path, error)
+            self._fail(error, self.abort)
         self._state = "closed"
         self._remove_files()
 
@@ -158,10 +170,24 @@ class StreamingStemWriter:
         else:
             self.abort()
 
-    def _encode_normalized(self, scratch: _PeakScratch) -> None:
-        gain = _NORMALIZED_PEAK / scratch.peak if scratch.peak > 1.0 else 1.0
+    def _fail(self, error: BaseException, clean_up: Callable[[], None]) -> NoReturn:
+        """Raise `error` as the user sees it, judged before `clean_up` frees the disk again."""
+        user_error = _as_user_error(self.path, error)
+        clean_up()
+        if user_error is error:
+            raise error
+        raise user_error from error
+
+    def _encode_normalized(self, scratch: _PeakScratch, peak: float) -> None:
+        gain = _NORMALIZED_PEAK / peak if peak > 1.0 else 1.0
         for block in scratch.blocks():
             self._encoder.write(np.clip(block * np.float32(gain), -1.0, 1.0))
+
+    def _clipped(self, block: np.ndarray) -> np.ndarray:
+        if not self._clips:
+            return block
+        self.clipped_samples += int(np.count_nonzero(np.abs(block) > 1.0))
+        return np.clip(block, -1.0, 1.0)
 
     def _checked(self, block: np.ndarray) -> np.ndarray:
         """Shape and content errors are caller bugs: fail before anything reaches the file."""
@@ -179,22 +205,20 @@ class StreamingStemWriter:
             raise ValueError(f"the writer for '{self.path}' is already {self._state}")
 
     def _remove_files(self) -> None:
-        _remove_quietly(self._temporary)
+        self._file.discard()
         if self._scratch is not None:
             self._scratch.remove()
 
 
 class _PeakScratch:
-    """Float32 audio parked on disk (interleaved, native byte order) while the peak is tracked."""
+    """Float32 audio parked on disk (interleaved, native byte order) until the peak is known."""
 
     def __init__(self, path: Path, channels: int) -> None:
         self.path = path
         self.channels = channels
-        self.peak = 0.0
         self._handle: IO[bytes] | None = open(path, "xb")
 
     def append(self, block: np.ndarray) -> None:
-        self.peak = max(self.peak, float(np.max(np.abs(block))))
         assert self._handle is not None
         np.ascontiguousarray(block.T).tofile(self._handle)
 
@@ -216,20 +240,6 @@ class _PeakScratch:
         _remove_quietly(self.path)
 
 
-def _hidden_sibling(path: Path, kind: str) -> Path:
-    """A unique hidden name in the destination folder: same file system, so os.replace is atomic."""
-    return path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.{kind}.tmp"
-
-
-def _flush_to_disk(path: Path) -> None:
-    """fsync before the rename, so a power cut cannot leave the new name pointing at empty data."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _remove_quietly(path: Path) -> None:
     try:
         path.unlink()
@@ -237,19 +247,42 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def _raise_as_user_error(path: Path, error: BaseException) -> NoReturn:
-    """Re-raise disk and encoder failures as the one-line user error; bugs and Ctrl-C stay as they are."""
+def _as_user_error(path: Path, error: BaseException) -> BaseException:
+    """Disk and encoder failures as the one-line user error; bugs and Ctrl-C stay as they are."""
     import soundfile
 
     if isinstance(error, OSError):
+        full = write_error(path, error)
+        if full is not None:
+            return AudioError(str(full))
         reason = error.strerror or str(error)
-        raise AudioError(
+        return AudioError(
             f"cannot write '{path}': {reason}; check that the folder '{path.parent}' is writable and has free space"
-        ) from error
+        )
     if isinstance(error, soundfile.SoundFileError):
+        full = _disk_full_error(path)
+        if full is not None:
+            return full
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise AudioError(f"cannot write '{path}': {reason}; check free space, or choose another format") from error
-    raise error
+        return AudioError(f"cannot write '{path}': {reason}; check free space, or choose another format")
+    return error
+
+
+def _disk_full_error(path: Path) -> AudioError | None:
+    """libsndfile reports a failed write as "System error." without the errno; the disk tells whether
+    it was full or read-only (asked before the temporary file is removed and frees the space)."""
+    try:
+        disk = os.statvfs(path.parent)
+    except OSError:
+        return None
+    if disk.f_flag & os.ST_RDONLY:
+        cause = errno.EROFS
+    elif disk.f_bavail * disk.f_frsize < _NEARLY_FULL_BYTES:
+        cause = errno.ENOSPC
+    else:
+        return None
+    full = write_error(path, OSError(cause, os.strerror(cause)))
+    return AudioError(str(full)) if full is not None else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,10 +381,14 @@ class _Exporter:
         _check_layout(sample_rate, channels)
         _check_folder(path)
         open_encoder = self._encoder(path, sample_rate, channels, options)
-        return StreamingStemWriter(path, channels, options, open_encoder)
+        return StreamingStemWriter(path, channels, options, open_encoder, self._holds_peaks(options))
 
     def _encoder(self, path: Path, sample_rate: int, channels: int, options: ExportOptions) -> OpenEncoder:
         raise NotImplementedError
+
+    def _holds_peaks(self, options: ExportOptions) -> bool:
+        """Whether the sample format stores values beyond full scale, so that `clip` need not clip."""
+        return False
 
 
 class WavExporter(_Exporter):
@@ -364,6 +401,9 @@ class WavExporter(_Exporter):
     def _encoder(self, path: Path, sample_rate: int, channels: int, options: ExportOptions) -> OpenEncoder:
         subtype = self._SUBTYPES[options.bit_depth]
         return lambda temporary: _SoundfileEncoder(temporary, sample_rate, channels, "WAV", subtype)
+
+    def _holds_peaks(self, options: ExportOptions) -> bool:
+        return options.bit_depth == "float"
 
 
 class FlacExporter(_Exporter):

@@ -1,11 +1,13 @@
-"""The unmix-sources plugin: dataset layouts, mixers, song sources and stem writers, registered
-like any third-party plugin.
+"""The unmix-sources plugin: dataset layouts, mixers, song sources, stem writers and the
+`unmix datasets` command, registered like any third-party plugin.
 
 Imports of the implementations happen inside the hooks, so that loading this module (which every
 `unmix` command does at start-up) stays cheap.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from unmix.core.hookspecs import Register, hookimpl
 
@@ -39,3 +41,10 @@ def register_exporters(register: Register) -> None:
 
     for exporter in EXPORTERS:
         register(exporter.name, exporter)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from unmix.sources.commands import datasets
+
+    cli.add_command(datasets)

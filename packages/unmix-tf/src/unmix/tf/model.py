@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from unmix.core.config_schema import Configuration
 from unmix.core.errors import ModelError
+from unmix.core.files import atomic_path
 from unmix.core.interfaces import Batch, Metrics
 from unmix.core.model_options import check_checkpoint_fits
 from unmix.tf.distribution import strategy_for
@@ -91,7 +92,7 @@ def build_model(
         "input_shape": list(input_shape),
         "weight_shapes": weight_shapes(network),
     }
-    return KerasSeparationModel(network, optimizer, description, strategy, settings.prediction.batch_size)
+    return KerasSeparationModel(network, optimizer, description, strategy)
 
 
 def weight_shapes(network: keras.Model) -> list[list[int]]:
@@ -99,9 +100,7 @@ def weight_shapes(network: keras.Model) -> list[list[int]]:
     return [[int(size) for size in variable.shape] for variable in network.weights]
 
 
-def load_checkpoint_model(
-    path: str | os.PathLike[str], distribution: str = "none", prediction_batch_size: int = 16
-) -> KerasSeparationModel:
+def load_checkpoint_model(path: str | os.PathLike[str], distribution: str = "none") -> KerasSeparationModel:
     """A model rebuilt from one checkpoint file: architecture, weights, optimiser state, loss and metrics."""
     path = Path(path)
     description = _read_description(path)
@@ -112,7 +111,7 @@ def load_checkpoint_model(
         except (ValueError, OSError, KeyError, TypeError) as error:
             reason = _first_line(error)
             raise ModelError(f"checkpoint '{path}' cannot be read ({reason}); use another checkpoint") from None
-    return KerasSeparationModel(network, network.optimizer, description, strategy, prediction_batch_size)
+    return KerasSeparationModel(network, network.optimizer, description, strategy)
 
 
 class KerasSeparationModel:
@@ -127,13 +126,11 @@ class KerasSeparationModel:
         optimizer: keras.optimizers.Optimizer,
         description: Mapping[str, Any],
         strategy: tf.distribute.Strategy,
-        prediction_batch_size: int = 16,
     ) -> None:
         self.network = network
         self.optimizer = optimizer
         self.description = dict(description)
         self.strategy = strategy
-        self.prediction_batch_size = prediction_batch_size
         self._loss = get_loss(self.description["loss_function"])
         self._metrics = {name: get_metric(name) for name in self.description["metrics"]}
         # The default strategy cannot list its devices; it has exactly one.
@@ -170,16 +167,15 @@ class KerasSeparationModel:
         return running.result("validation")
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """The raw network output (for mask models: the unclipped mask), in batches of prediction.batch_size."""
+        """The raw network output (for mask models: the unclipped mask) of one network call on `inputs`.
+
+        The caller sizes the batch (`unmix predict --batch-size` reaches the network through the
+        separation engine), so `inputs` is not split again here.
+        """
         inputs = np.asarray(inputs, dtype=np.float32)
         if len(inputs) == 0:
             return np.zeros((0, *self.network.output_shape[1:]), dtype=np.float32)
-        size = self.prediction_batch_size
-        outputs = [
-            np.asarray(self._predict_step(tf.constant(inputs[start : start + size])), dtype=np.float32)
-            for start in range(0, len(inputs), size)
-        ]
-        return np.concatenate(outputs)
+        return np.asarray(self._predict_step(tf.constant(inputs)), dtype=np.float32)
 
     @property
     def learning_rate(self) -> float:
@@ -206,17 +202,10 @@ class KerasSeparationModel:
         writer.flush()
 
     def save_checkpoint(self, path: Path) -> None:
-        path = Path(path)
-        temporary = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
-        try:
+        with atomic_path(Path(path), suffix=".keras") as temporary:  # Keras refuses names not ending in .keras
             self.network.save(temporary)
             with zipfile.ZipFile(temporary, "a") as archive:
                 archive.writestr(DESCRIPTION_ENTRY, json.dumps(self.description))
-            with open(temporary, "rb") as written:
-                os.fsync(written.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
 
     def load_checkpoint(self, path: Path) -> None:
         """Weights and optimiser state (step count, moments, learning rate) from a checkpoint of the same model."""
@@ -258,7 +247,18 @@ class KerasSeparationModel:
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        self._average_statistics()
         return self._measure(loss, outputs, share)
+
+    def _average_statistics(self) -> None:
+        """Keras updates batch-norm moving statistics per replica; without averaging, replicas fed different
+        batches (multi-worker, mirrored) would each keep, and save, statistics of their own share only."""
+        if self.strategy.num_replicas_in_sync == 1:
+            return
+        context = tf.distribute.get_replica_context()
+        for variable in self.network.non_trainable_weights:  # not the dropout seeds, which are integers
+            if variable.dtype.startswith("float"):
+                variable.assign(context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(variable.value)))
 
     def _evaluate_replica(self, inputs: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tensor]:
         share = _batch_share(inputs)

@@ -13,7 +13,6 @@ model, window shape and weight shapes are this model's.
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -23,21 +22,22 @@ from typing import Any
 import torch
 
 from unmix.core.errors import ModelError
+from unmix.core.files import atomic_path
 
 FORMAT = "unmix-torch"
 FORMAT_VERSION = 1
 
 
 def save(path: Path, contents: Mapping[str, Any]) -> None:
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **contents}, temporary)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Write through a Python file object: torch reports a failed write as a RuntimeError of its
+    own, and only with a file object does the OSError behind it (a full disk) come along."""
+    with atomic_path(Path(path)) as temporary, open(temporary, "wb") as handle:
+        try:
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **contents}, handle)
+        except RuntimeError as error:
+            if isinstance(error.__context__, OSError):
+                raise error.__context__ from None
+            raise
 
 
 def load(path: Path, device: torch.device) -> dict[str, Any]:

@@ -92,7 +92,6 @@ def build_model(name: str, settings: Configuration, input_shape: tuple[int, int,
         network, description,
         optimizer_name=training.optimizer.name, learning_rate=training.optimizer.lr,
         distribution=distribution, mixed_precision=mixed_precision,
-        prediction_batch_size=settings.prediction.batch_size,
         network_factory=lambda: network_builder(options, input_shape),
     )
 
@@ -110,13 +109,12 @@ class TorchSeparationModel:
 
     def __init__(self, network: nn.Module, description: Mapping[str, Any], *, optimizer_name: str,
                  learning_rate: float, distribution: str = "none", mixed_precision: bool = False,
-                 prediction_batch_size: int = 16, network_factory: Callable[[], nn.Module]) -> None:
+                 network_factory: Callable[[], nn.Module]) -> None:
         self.description = dict(description)
         self.device = choose_device(distribution)
         self.network = network.to(self.device, memory_format=torch.channels_last)
         self.optimizer = make_optimizer(optimizer_name, learning_rate, list(self.network.parameters()))
         self.distribution = distribution
-        self.prediction_batch_size = prediction_batch_size
         # Optimiser steps taken since the model was created, resumes included.
         self.iterations = 0
         self._loss: Loss = get_loss(self.description["loss_function"])
@@ -170,18 +168,18 @@ class TorchSeparationModel:
         return tally.result("validation")
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """The raw network output (for masks: unclipped), in batches of prediction.batch_size."""
+        """The raw network output (for masks: unclipped) of one network call on `inputs`.
+
+        The caller sizes the batch (`unmix predict --batch-size` reaches the network through the
+        separation engine), so `inputs` is not split again here.
+        """
         inputs = np.asarray(inputs, dtype=np.float32)
-        self.network.eval()
-        outputs = []
-        with torch.inference_mode(), self._precision():
-            for start in range(0, len(inputs), self.prediction_batch_size):
-                result = self.network(self._tensor(inputs[start: start + self.prediction_batch_size]))
-                outputs.append(_array(result.float()))
-        if not outputs:
+        if len(inputs) == 0:
             bins, frames, channels = self.description["input_shape"]
             return np.zeros((0, bins, frames, channels), dtype=np.float32)
-        return np.concatenate(outputs)
+        self.network.eval()
+        with torch.inference_mode(), self._precision():
+            return _array(self.network(self._tensor(inputs)).float())
 
     @property
     def learning_rate(self) -> float:

@@ -28,6 +28,12 @@ NETWORKS = {
     "hourglass": ("unmix.torch.hourglass", "build_hourglass"),
     "band-hourglass": ("unmix.torch.band_hourglass", "build_band_hourglass"),
 }
+# Their option readers need no torch, so `unmix config check` and training check a network's options
+# before any data is decoded: name -> (module, function).
+OPTION_READERS = {
+    "hourglass": ("unmix.core.hourglass_options", "read_hourglass_options"),
+    "band-hourglass": ("unmix.core.band_hourglass_options", "read_band_hourglass_options"),
+}
 
 
 @attrs.frozen
@@ -43,6 +49,11 @@ class TorchModelBuilder:
 
         build_network = getattr(importlib.import_module(self.module), self.function)
         return build_model(self.name, settings, input_shape, build_network)
+
+    def check_options(self, settings: Configuration, input_shape: tuple[int, int, int]) -> None:
+        """Refuse bad `training.model.options` without importing torch (raises ModelError)."""
+        module, function = OPTION_READERS[self.name]
+        getattr(importlib.import_module(module), function)(settings.training.model.options, input_shape)
 
 
 @hookimpl
