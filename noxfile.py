@@ -73,6 +73,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
+    """The whole test suite; `nox -s tests -- -m "not slow"` is the fast subset (under a minute) for a quick check."""
     install_unmix(session, "pytest", "pytest-timeout")
     session.run("pytest", "tests", *session.posargs)
 

@@ -8,7 +8,7 @@ Targets (issue 3), on the 2-core reference machine:
   100 songs) and off (the shipped configurations' order).
 
 The songs are 3 minutes of noise per stem, written as float32 .npy files in the training-data
-cache's layout and opened memory-mapped through `unmix.core.cache.CachedSong` (or an equivalent
+cache's layout and opened memory-mapped through `unmix.core.data.cache.CachedSong` (or an equivalent
 loader when the cache module is not installed). For comparison it also measures 0, 1 and 3 worker
 threads, and 2 worker processes (fork, batches pickled back), which is why the batch source uses
 threads, and how long a consumer with a fixed model step (a sleep, as a GPU step is for the CPU)
@@ -30,10 +30,10 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from unmix.core.batches import BatchSource, default_workers
-from unmix.core.config_schema import Collection, Configuration, Epoch, Training
-from unmix.core.tracks import SongAudio
-from unmix.core.transforms import TrainWindowPredictMask
+from unmix.core.config.schema import Collection, Configuration, Epoch, Training
+from unmix.core.data.batches import BatchSource, default_workers
+from unmix.core.data.tracks import SongAudio
+from unmix.core.data.transforms import TrainWindowPredictMask
 
 SAMPLE_RATE = 22050
 SECONDS = 180
@@ -44,7 +44,7 @@ TARGET_WINDOWS_PER_SECOND = 300
 TARGET_RSS_RATIO = 1.10
 
 try:
-    from unmix.core.cache import REST_FILE, TARGET_FILE, CachedSong
+    from unmix.core.data.cache import REST_FILE, TARGET_FILE, CachedSong
 except ImportError:  # the cache module is optional for this benchmark
     CachedSong = None
     TARGET_FILE, REST_FILE = "target.npy", "rest.npy"

@@ -72,10 +72,10 @@ def write_song(path: Path, seconds: float, rate: int = 44100, channels: int = 2)
 
 def untrained_run(configuration: Path, folder: Path, options: dict | None = None) -> Path:
     """A run folder holding a randomly initialised model of `configuration`."""
-    from unmix.core.config import load_configuration
+    from unmix.core.config.loader import load_configuration
+    from unmix.core.data.transforms import create_transform
+    from unmix.core.models.factory import build_model, describe_model
     from unmix.core.runs import create_run_folder
-    from unmix.core.training import build_model, describe_model
-    from unmix.core.training_data import create_transform
 
     folder.mkdir(parents=True, exist_ok=True)
     child = folder / f"{configuration.stem}.jsonc"
@@ -124,7 +124,7 @@ class SeedPerWindowModel:
 def timed_separation(engine, song: Path, folder: Path) -> tuple[float, object]:
     """Wall seconds for the engine to separate `song` into wav stems, after a short warm-up song."""
     from unmix.core.interfaces import ExportOptions
-    from unmix.core.prediction import exporter_for, separate_file
+    from unmix.core.separation.prediction import exporter_for, separate_file
 
     warm = write_song(folder / "warm.wav", 2.0)
     separate_file(engine, warm, folder / "warm", exporter_for("wav"), ExportOptions(), "{song}_{stem}.{ext}",
@@ -138,9 +138,9 @@ def timed_separation(engine, song: Path, folder: Path) -> tuple[float, object]:
 def engine_overhead(run: Path, song: Path, folder: Path) -> dict:
     """In one process: separate the song, then run the bare network over as many windows."""
     from unmix.core import api
+    from unmix.core.data.windows import song_frame_count, window_count
     from unmix.core.interfaces import ExportOptions
-    from unmix.core.prediction import exporter_for, separate_file
-    from unmix.core.windows import song_frame_count, window_count
+    from unmix.core.separation.prediction import exporter_for, separate_file
 
     engine = api.create_engine(run)
     info = soundfile.info(song) if song.suffix == ".wav" else None
@@ -183,7 +183,7 @@ def separate_file_in_memory(contender: Contender, song: Path, output: Path) -> f
 
     The same steps and code for every contender, so that only the network and its STFTs differ.
     """
-    from unmix.core.streaming import AudioReader, Resampler
+    from unmix.core.data.streaming import AudioReader, Resampler
 
     start = time.perf_counter()
     reader = AudioReader(song)

@@ -2,7 +2,7 @@
 
 Both models train from scratch on the same songs for the same wall-clock budget, one after the
 other on the same machine, then separate the same held-out test songs and are scored by the same
-scorer (`unmix.core.evaluate.score_songs`: museval median, whole-track SDR and the rest, next to
+scorer (`unmix.core.evaluation.evaluate.score_songs`: museval median, whole-track SDR and the rest, next to
 the mixture as the floor and the ideal ratio mask as the ceiling). The table gives medians over
 songs and the fraction of the floor-to-ceiling gap each model closed, plus how fast each separated
 the test songs (seconds of audio per second, network and STFTs, in memory in this process: neither
@@ -52,15 +52,15 @@ sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 from machine import default_threads, describe_cpu, describe_threads, use_threads  # noqa: E402
 from open_unmix_baseline import OpenUnmixRun, train_open_unmix  # noqa: E402
 
-from unmix.core.callbacks import read_results  # noqa: E402
-from unmix.core.collection import split_collection  # noqa: E402
-from unmix.core.config import load_configuration  # noqa: E402
-from unmix.core.config_schema import Configuration  # noqa: E402
-from unmix.core.evaluate import score_songs  # noqa: E402
-from unmix.core.metrics import aggregate, fraction_of_gap  # noqa: E402
-from unmix.core.prediction import engine_from_run  # noqa: E402
-from unmix.core.tracks import SongAudio  # noqa: E402
-from unmix.core.training_data import collection_songs  # noqa: E402
+from unmix.core.config.loader import load_configuration  # noqa: E402
+from unmix.core.config.schema import Configuration  # noqa: E402
+from unmix.core.data.collection import split_collection  # noqa: E402
+from unmix.core.data.tracks import SongAudio  # noqa: E402
+from unmix.core.data.training_data import collection_songs  # noqa: E402
+from unmix.core.evaluation.evaluate import score_songs  # noqa: E402
+from unmix.core.evaluation.metrics import aggregate, fraction_of_gap  # noqa: E402
+from unmix.core.separation.prediction import engine_from_run  # noqa: E402
+from unmix.core.training.callbacks import read_results  # noqa: E402
 
 ROWS = [("target", "museval_sdr"), ("target", "sdr"), ("rest", "museval_sdr"), ("rest", "sdr")]
 

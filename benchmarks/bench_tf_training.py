@@ -27,8 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from unmix.core.config import load_configuration  # noqa: E402
-from unmix.core.config_schema import (  # noqa: E402
+from unmix.core.config.loader import load_configuration  # noqa: E402
+from unmix.core.config.schema import (  # noqa: E402
     Configuration,
     Model,
     SpectrogramGeneration,

@@ -44,11 +44,11 @@ import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 
 from unmix.core.api import separate  # noqa: E402
-from unmix.core.config import load_configuration  # noqa: E402
-from unmix.core.config_schema import Configuration  # noqa: E402
+from unmix.core.config.loader import load_configuration  # noqa: E402
+from unmix.core.config.schema import Configuration  # noqa: E402
+from unmix.core.data.transforms import create_transform  # noqa: E402
 from unmix.core.plugins import plugin_manager  # noqa: E402
-from unmix.core.prediction import Engine  # noqa: E402
-from unmix.core.training_data import create_transform  # noqa: E402
+from unmix.core.separation.prediction import Engine  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model, default_threads, describe_cpu, describe_threads, use_threads  # noqa: E402

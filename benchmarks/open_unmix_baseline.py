@@ -31,7 +31,7 @@ The recipe, as followed here:
   of two, hop n_fft / 4: 2048 and 512 at 22.05 kHz), periodic Hann window, magnitudes (power 1).
 
 Where this departs from the recipe, it is to fit unmix's conventions or a time budget: frames are
-centred with zero padding (unmix.core.audio.stft's convention; the recipe trains uncentred and
+centred with zero padding (unmix.core.data.audio.stft's convention; the recipe trains uncentred and
 reflect-pads at inference), training stops after `budget_seconds` of wall time instead of after
 1000 epochs or early stopping, and besides the recipe's validation after every epoch (on whole
 songs) there is one more when the budget runs out mid-epoch. Separation applies no Wiener
@@ -53,7 +53,7 @@ import numpy as np
 import torch
 import tqdm
 
-from unmix.core.tracks import SongAudio
+from unmix.core.data.tracks import SongAudio
 
 if importlib.util.find_spec("openunmix") is None:
     raise ImportError("Open-Unmix is not installed: pip install openunmix --no-deps")

@@ -57,7 +57,7 @@ class MagnitudeMaskModel:
     checkpoint_suffix = ".npz"
 
     def __init__(self, settings, input_shape):
-        from unmix.core.transforms import create_transform
+        from unmix.core.data.transforms import create_transform
 
         bins, _frames, channels = input_shape
         transform = create_transform(settings)

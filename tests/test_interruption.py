@@ -25,10 +25,11 @@ import pytest
 from tests.helpers import clean_environment, run_unmix, unmix_executable
 from tests.tiny_models import TINY_OPTIONS
 from tests.training_fixtures import write_configuration, write_seed_collection
-from unmix.core.callbacks import read_results
+from unmix.core.training.callbacks import read_results
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.e2e,
     # Keras' own saving code converts variables in a way NumPy 2 deprecates; not ours to fix.
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
 ]

@@ -48,7 +48,7 @@ def accompaniment(rng: np.random.Generator, time_axis: np.ndarray) -> np.ndarray
 
 
 def write_songs(folder: Path, songs: int, seed: int) -> Path:
-    """Song folders in the seed layout (`vocals_<song>.wav`, `rest_<song>.wav`), target and rest equally loud."""
+    """Song folders in the unmixio layout (`vocals_<song>.wav`, `rest_<song>.wav`), target and rest equally loud."""
     rng = np.random.default_rng(seed)
     time_axis = np.arange(int(SONG_SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
     for index in range(songs):
@@ -97,6 +97,7 @@ def target_sdr(evaluation: dict, method: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", ["tensorflow", "torch"])
 def test_a_short_training_separates_held_out_songs_better_than_the_mixture(tmp_path, backend):
     collection = write_songs(tmp_path / "collection", TRAINING_SONGS, seed=1)

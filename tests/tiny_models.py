@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from unmix.core.config_schema import (
+from unmix.core.config.schema import (
     Collection,
     Configuration,
     Model,

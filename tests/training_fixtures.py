@@ -15,7 +15,7 @@ GAIN_PLUGIN_SOURCE = (Path(__file__).parent / "gain_model_plugin.py").read_text(
 
 def write_seed_collection(folder: Path, songs: int = 8, seconds: float = 2.0, sample_rate: int = 8000,
                           target: str = "vocals") -> Path:
-    """Song folders in the seed layout: a harmonic target and a noisy rest, different per song."""
+    """Song folders in the unmixio layout: a harmonic target and a noisy rest, different per song."""
     rng = np.random.default_rng(7)
     time_axis = np.arange(int(seconds * sample_rate)) / sample_rate
     for index in range(songs):
@@ -77,7 +77,7 @@ def register_gain_model() -> None:
 
 def train_gain_run(folder: Path, songs: int = 4, seconds: float = 2.0, epochs: int = 1) -> Path:
     """A finished run of the gain-mask model on a small collection written into `folder`."""
-    from unmix.core.training import train
+    from unmix.core.training.driver import train
 
     register_gain_model()
     collection = write_seed_collection(folder / "collection", songs=songs, seconds=seconds)

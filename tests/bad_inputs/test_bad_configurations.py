@@ -11,6 +11,9 @@ from tests.bad_inputs.catalogue import assert_clean_failure, assert_untouched, c
 from tests.helpers import REPOSITORY
 from tests.training_fixtures import gain_plugin_path, write_configuration, write_seed_collection
 
+# Every case runs the real `unmix` command in a subprocess (about a second each); the fast subset skips them.
+pytestmark = pytest.mark.slow
+
 
 def configuration_file(folder: Path, name: str, text: str) -> Path:
     """A configuration beside an empty master.jsonc, so only what the case writes is set."""

@@ -16,21 +16,14 @@ import soundfile
 from tests.bad_inputs.catalogue import (
     assert_clean_failure,
     assert_untouched,
-    clean_environment,
     leftovers,
     run_unmix,
     snapshot,
     write_tone,
 )
-from tests.training_fixtures import gain_plugin_path, set_gain_checkpoint, train_gain_run
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bad-predict")
-    run = train_gain_run(folder)
-    set_gain_checkpoint(run, 0.5)
-    return run, clean_environment(PYTHONPATH=gain_plugin_path(folder / "site"))
+# Trains a run and runs the real `unmix` command on it; the fast subset skips this module.
+pytestmark = pytest.mark.slow
 
 
 def predict(trained, *arguments: str) -> subprocess.CompletedProcess[str]:

@@ -30,16 +30,13 @@ from tests.bad_inputs.catalogue import (
     write_tone,
 )
 from tests.helpers import unmix_executable
-from tests.training_fixtures import gain_plugin_path, train_gain_run, write_configuration, write_seed_collection
-from unmix.core.callbacks import read_results
+from tests.training_fixtures import gain_plugin_path, write_configuration, write_seed_collection
 from unmix.core.files import TEMPORARY_MARK
+from unmix.core.training.callbacks import read_results
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    folder = tmp_path_factory.mktemp("writes")
-    run = train_gain_run(folder)
-    return run, clean_environment(PYTHONPATH=gain_plugin_path(folder / "site"))
+# Trains runs (some until a disk fills or a signal lands) through the real `unmix` command;
+# the fast subset skips this module.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

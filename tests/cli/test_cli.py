@@ -3,8 +3,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import CONFIGURATIONS, assert_one_line_error, clean_environment, run_unmix
 from tests.plugin_fixtures import install_plugin_distribution
+
+# Every case runs the real `unmix` command in a subprocess (about a second each); the fast subset skips them.
+pytestmark = pytest.mark.slow
 
 TONE_PLUGIN = """
     from unmix.core.hookspecs import hookimpl

@@ -8,9 +8,13 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 
 from tests.helpers import CONFIGURATIONS, clean_environment, run_unmix
+
+# The real `unmix` command end to end on a real collection, for tens of seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 TINY_QUICKSTART = {
     "base": (CONFIGURATIONS / "quickstart.jsonc").as_posix(),

@@ -7,24 +7,27 @@ import pytest
 import soundfile
 
 from tests.bad_inputs.catalogue import assert_clean_failure, assert_untouched, snapshot
-from tests.helpers import assert_one_line_error, clean_environment, run_unmix
+from tests.helpers import assert_one_line_error, run_unmix
 from tests.training_fixtures import (
-    gain_plugin_path,
     register_gain_model,
     train_gain_run,
     write_configuration,
     write_seed_collection,
 )
-from unmix.core.cache import open_songs
-from unmix.core.training import train
+from unmix.core.data.cache import open_songs
+from unmix.core.training.driver import train
+
+# Trains a run and runs the real `unmix` command on it; the fast subset skips this module.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, gain_environment):
+    """A gain run with more songs and epochs than the shared gain_run, since evaluation scores its test songs."""
     folder = tmp_path_factory.mktemp("evaluate")
     run = train_gain_run(folder, songs=6, epochs=3)
     collection = folder / "collection"
-    return run, collection, clean_environment(PYTHONPATH=gain_plugin_path(folder / "site"))
+    return run, collection, gain_environment
 
 
 def test_evaluate_writes_reports_with_baselines(trained):

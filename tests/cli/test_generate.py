@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 import soundfile
 
+# Every case runs the real `unmix` command in a subprocess (about a second each); the fast subset skips them.
+pytestmark = pytest.mark.slow
+
 UNMIX = str(Path(sys.executable).with_name("unmix"))
 
 

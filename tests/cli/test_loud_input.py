@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.helpers import clean_environment, run_unmix
-from tests.training_fixtures import gain_plugin_path, set_gain_checkpoint, train_gain_run
+from tests.helpers import run_unmix
+from tests.training_fixtures import set_gain_checkpoint
+
+# Trains a run and runs the real `unmix` command on it; the fast subset skips this module.
+pytestmark = pytest.mark.slow
 
 RATE = 8000
 MASK = 0.8
@@ -37,12 +40,12 @@ def loud_song(peak: float, seconds: float = 1.3) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def predictions(tmp_path_factory):
+def predictions(tmp_path_factory, gain_run, gain_environment):
     """Each song's input and its stems written three ways: float/clip, 16-bit/normalize, 16-bit/clip."""
     folder = tmp_path_factory.mktemp("loud")
-    run = train_gain_run(folder)
+    run = gain_run
     set_gain_checkpoint(run, MASK)
-    environment = clean_environment(PYTHONPATH=gain_plugin_path(folder / "site"))
+    environment = gain_environment
     songs = folder / "songs"
     songs.mkdir()
     for name, peak in PEAKS.items():

@@ -2,18 +2,19 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.helpers import assert_one_line_error, clean_environment, run_unmix
-from tests.training_fixtures import gain_plugin_path, set_gain_checkpoint, train_gain_run
+from tests.helpers import assert_one_line_error, run_unmix
+from tests.training_fixtures import set_gain_checkpoint
+
+# Trains a run and runs the real `unmix` command on it; the fast subset skips this module.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("predict")
-    run = train_gain_run(folder)
-    configuration = folder / "tiny.jsonc"
-    set_gain_checkpoint(run, 0.5)
-    environment = clean_environment(PYTHONPATH=gain_plugin_path(folder / "site"))
-    return run, configuration, environment
+def trained(gain_run, gain_environment):
+    """The shared gain run with a mask of 0.5, the configuration it was trained with, and its environment."""
+    set_gain_checkpoint(gain_run, 0.5)
+    # train_gain_run writes tiny.jsonc into the working folder that holds runs/.
+    return gain_run, gain_run.parents[1] / "tiny.jsonc", gain_environment
 
 
 def write_song(path, seconds=1.5, rate=8000, channels=2):

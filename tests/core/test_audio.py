@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from unmix.core import audio as audio_module
-from unmix.core.audio import Audio, istft, load_audio, resample, save_audio, stft
+from unmix.core.data import audio as audio_module
+from unmix.core.data.audio import Audio, istft, load_audio, resample, save_audio, stft
 from unmix.core.errors import AudioError
 
 FFMPEG = shutil.which("ffmpeg")

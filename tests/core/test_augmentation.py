@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unmix.core.augmentation import AugmentationPlan, Augmenter
-from unmix.core.batches import BatchSource
-from unmix.core.config_schema import Augmentation, Collection, Configuration
+from unmix.core.config.schema import Augmentation, Collection, Configuration
+from unmix.core.data.augmentation import AugmentationPlan, Augmenter
+from unmix.core.data.batches import BatchSource
+from unmix.core.data.tracks import SongAudio
+from unmix.core.data.transforms import TrainWindowPredictMask
 from unmix.core.errors import ConfigurationError
-from unmix.core.tracks import SongAudio
-from unmix.core.transforms import TrainWindowPredictMask
 
 RATE = 22050
 

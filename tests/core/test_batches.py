@@ -9,8 +9,7 @@ import attrs
 import numpy as np
 import pytest
 
-from unmix.core.batches import BatchSource
-from unmix.core.config_schema import (
+from unmix.core.config.schema import (
     Collection,
     Configuration,
     Epoch,
@@ -18,10 +17,11 @@ from unmix.core.config_schema import (
     Transformation,
     TransformationOptions,
 )
+from unmix.core.data.batches import BatchSource
+from unmix.core.data.tracks import SongAudio
+from unmix.core.data.transforms import MaskTransform, TrainWindowPredictMask
+from unmix.core.data.windows import song_frame_count, window_count, window_first_frame, window_spectrogram
 from unmix.core.errors import UnmixError
-from unmix.core.tracks import SongAudio
-from unmix.core.transforms import MaskTransform, TrainWindowPredictMask
-from unmix.core.windows import song_frame_count, window_count, window_first_frame, window_spectrogram
 
 RATE = 22050
 HOP = 384

@@ -12,7 +12,7 @@ import pytest
 import soundfile
 import stempeg
 
-from unmix.core.cache import (
+from unmix.core.data.cache import (
     BLOCK_FRAMES,
     CachedSong,
     CacheSettings,
@@ -24,9 +24,9 @@ from unmix.core.cache import (
     open_cache,
     open_songs,
 )
-from unmix.core.collection import find_tracks, split_songs
+from unmix.core.data.collection import find_tracks, split_songs
+from unmix.core.data.tracks import StemFile
 from unmix.core.errors import UnmixError
-from unmix.core.tracks import StemFile
 
 
 def tone(seconds: float, rate: int, frequency: float, channels: int = 1, amplitude: float = 0.3) -> np.ndarray:
@@ -341,7 +341,7 @@ def test_trainings_sharing_a_raw_folder_wait_for_each_other(tmp_path):
     import fcntl
     import threading
 
-    from unmix.core.cache import LOCK_FILE, ensure_cache
+    from unmix.core.data.cache import LOCK_FILE, ensure_cache
 
     raw = tmp_path / "raw"
     song = raw / "song"
@@ -411,8 +411,8 @@ def test_without_a_target_the_one_the_file_names_designate_is_cached(tmp_path: P
 
 def test_training_on_a_raw_guitar_collection_without_a_target_trains_guitar(tmp_path: Path) -> None:
     from tests.training_fixtures import register_gain_model, write_configuration, write_seed_collection
-    from unmix.core.config import load_configuration
-    from unmix.core.training_data import prepare_training_data
+    from unmix.core.config.loader import load_configuration
+    from unmix.core.data.training_data import prepare_training_data
 
     register_gain_model()
     collection = write_seed_collection(tmp_path / "guitars", songs=4, seconds=1.0, target="guitar")

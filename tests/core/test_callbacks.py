@@ -1,7 +1,7 @@
 import csv
 from types import SimpleNamespace
 
-from unmix.core.callbacks import EarlyStopping, ReduceLearningRate, ResultsCsv, TrainingState, monitor_mode
+from unmix.core.training.callbacks import EarlyStopping, ReduceLearningRate, ResultsCsv, TrainingState, monitor_mode
 
 
 def test_results_csv_appends_and_keeps_the_seed_layout(tmp_path):

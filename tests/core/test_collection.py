@@ -11,7 +11,8 @@ import attrs
 import pytest
 
 from unmix.core import plugins
-from unmix.core.collection import (
+from unmix.core.config.schema import Collection, CollectionFolder
+from unmix.core.data.collection import (
     DatasetScan,
     DatasetShare,
     SkippedSong,
@@ -26,10 +27,9 @@ from unmix.core.collection import (
     split_collection,
     split_songs,
 )
-from unmix.core.config_schema import Collection, CollectionFolder
+from unmix.core.data.tracks import StemFile, Track
 from unmix.core.errors import ConfigurationError, UnmixError
 from unmix.core.hookspecs import hookimpl
-from unmix.core.tracks import StemFile, Track
 from unmix.sources.mixers import RatioMixer
 
 

@@ -1,9 +1,13 @@
 import json
+import re
 from pathlib import Path
 
+import attrs
 import pytest
 
-from unmix.core.config import load_configuration
+from tests.helpers import REPOSITORY
+from unmix.core.config.loader import inert_keys_set, load_configuration
+from unmix.core.config.schema import Configuration, inert_keys
 from unmix.core.errors import ConfigurationError
 
 MASTER = """{
@@ -192,3 +196,38 @@ def test_run_folder_configuration_loads_without_inheritance(tree: Path):
     reloaded = load_configuration(saved, environment={}, inherit=False)
     assert reloaded.chain == [saved]
     assert reloaded.settings == merged.settings
+
+
+def test_inert_keys_set_names_the_file_that_set_each_one(tree: Path):
+    write(tree, "master.jsonc", '{"environment": {"temp_folder": "tmp"}, "training": {"verbose": 0}}')
+    child = write(tree, "child.jsonc", '{"training": {"verbose": 2, "batch_size": 4, '
+                                       '"callbacks": {"csv_logger": {"append": false}}}}')
+    loaded = load_configuration(child, environment={})
+    # A master.jsonc that is not the shipped one is the user's, so its inert keys count too.
+    assert inert_keys_set(loaded) == [(tree / "master.jsonc", "environment.temp_folder"),
+                                      (child, "training.verbose"),
+                                      (child, "training.callbacks.csv_logger.append")]
+
+
+def test_the_inert_keys_of_the_shipped_master_are_not_reported():
+    loaded = load_configuration(REPOSITORY / "configurations" / "master.jsonc", environment={})
+    assert loaded.provenance["training.callbacks.tensorboard.histogram_freq"] == loaded.path
+    assert inert_keys_set(loaded) == []
+
+
+def documented_inert_keys() -> list[str]:
+    """The keys listed in the README's "Inert keys" item of its Configurations section."""
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configurations\n", 1)[1].split("\n## ", 1)[0]
+    item = section.split("\n- Inert keys:", 1)[1].split("\n- ", 1)[0]
+    sections = {field.name for field in attrs.fields(Configuration)}
+    keys = re.findall(r"`([a-z_]+(?:\.[a-z_]+)+)`", item)
+    return [key for key in keys if key.split(".")[0] in sections and key not in ("environment.name", "collection.name")]
+
+
+def test_the_inert_keys_are_the_documented_ones():
+    # Marking a key inert, or un-marking one that unmix starts to read, must update the README's list.
+    documented = documented_inert_keys()
+    assert len(documented) == len(set(documented))
+    assert sorted(documented) == sorted(inert_keys())
+    assert all(reason.strip() for reason in inert_keys().values())

@@ -3,7 +3,7 @@
 The test model (tests/magnitude_mask_plugin.py) masks every spectrogram point with
 m / (m + c[bin, channel]) of its own un-normalised magnitude, so the right target for any song is
 that mask applied to one STFT of the whole song (same fft_length, hop, periodic Hann and centring
-as `unmix.core.audio.stft`), inverted with `istft`. Whatever path the engine takes (windows,
+as `unmix.core.data.audio.stft`), inverted with `istft`. Whatever path the engine takes (windows,
 batches, segments of `prediction.chunk_seconds`, song edges, resampling, mono items of a stereo
 song, ffmpeg decoding), its written stems must match that reference.
 """
@@ -23,9 +23,9 @@ from tests.helpers import clean_environment, run_unmix
 from tests.plugin_fixtures import install_plugin_distribution
 from tests.training_fixtures import write_seed_collection
 from unmix.core import api
-from unmix.core.audio import istft, load_audio, resample, stft
+from unmix.core.data.audio import istft, load_audio, resample, stft
 from unmix.core.interfaces import ExportOptions
-from unmix.core.prediction import Engine, exporter_for, separate_file
+from unmix.core.separation.prediction import Engine, exporter_for, separate_file
 
 FFT_LENGTH = 256
 HOP = 64
@@ -146,7 +146,7 @@ def assert_matches(actual: np.ndarray, expected: np.ndarray, atol: float) -> Non
 
 def test_a_trained_run_separates_a_whole_song_like_its_full_stft(models, tmp_path):
     """Song start and end: the first and last frames have fewer windows and STFT frames around them."""
-    from unmix.core.training import train
+    from unmix.core.training.driver import train
 
     register_magnitude_mask_model()
     configuration = tmp_path / "tiny.jsonc"
@@ -214,6 +214,7 @@ def ffmpeg_encode(source: Path, destination: Path, codec: list[str]) -> Path:
     return destination
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("extension", "codec"), [("m4a", ["-c:a", "aac", "-b:a", "96k"]),
                                                   ("mp3", ["-c:a", "libmp3lame", "-b:a", "64k"])])
 def test_unmix_predict_on_an_ffmpeg_encoded_song_masks_its_decoded_samples(models, tmp_path, extension, codec):

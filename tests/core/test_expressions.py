@@ -1,6 +1,6 @@
 import pytest
 
-from unmix.core.expressions import ExpressionError, MissingVariableError, evaluate, is_expression, str2bool
+from unmix.core.config.expressions import ExpressionError, MissingVariableError, evaluate, is_expression, str2bool
 
 ENVIRONMENT = {"UNMIX_SONG_LIMIT": "12", "FLAG": "true", "RATIO": "0.5", "NAME": "guitar"}
 

@@ -1,7 +1,7 @@
 import pytest
 
+from unmix.core.config.jsonc import blank_block_comments, parse_jsonc
 from unmix.core.errors import ConfigurationError
-from unmix.core.jsonc import blank_block_comments, parse_jsonc
 
 
 def test_line_comments_and_block_comments_are_both_accepted():

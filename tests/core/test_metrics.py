@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from unmix.core.metrics import (
+from unmix.core.evaluation.metrics import (
     BSS_METRICS,
     MAX_DB,
     MUSEVAL_METRICS,
@@ -98,6 +98,7 @@ TARGET_DB = 10.0
 REST_DB = 5.0
 
 
+# Its three users are slow: museval and mir_eval on a stereo song take seconds.
 @pytest.fixture(scope="module")
 def noisy() -> dict[str, object]:
     """A stereo 3 s song with each stem estimated as itself plus white noise at a set SNR."""
@@ -113,6 +114,7 @@ def noisy() -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_noise_at_a_set_level_scores_the_analytic_sdr(noisy: dict[str, object]) -> None:
     scores = noisy["scores"]
     assert isinstance(scores, SongScores)
@@ -131,6 +133,7 @@ def test_noise_at_a_set_level_scores_the_analytic_sdr(noisy: dict[str, object]) 
         assert values["museval_nan_frames"] == 0
 
 
+@pytest.mark.slow
 def test_values_equal_a_direct_museval_call(noisy: dict[str, object]) -> None:
     sdr, isr, sir, sar = museval_direct(noisy["references"], noisy["estimates"])
     for index, stem in enumerate(("target", "rest")):
@@ -139,6 +142,7 @@ def test_values_equal_a_direct_museval_call(noisy: dict[str, object]) -> None:
             np.testing.assert_allclose(values[name], np.median(frames[index]), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_values_equal_a_direct_mir_eval_call_averaged_over_channels(noisy: dict[str, object]) -> None:
     per_channel = [bss_direct(noisy["references"], noisy["estimates"], channel) for channel in range(2)]
     for index, stem in enumerate(("target", "rest")):
@@ -148,6 +152,7 @@ def test_values_equal_a_direct_mir_eval_call_averaged_over_channels(noisy: dict[
             np.testing.assert_allclose(values[name], expected, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_a_perfect_estimate_scores_very_high() -> None:
     target, rest = noise(1, 2.0, seed=5), noise(1, 2.0, seed=6)
     scores = score_song("perfect", target, rest, target, rest, RATE)
@@ -159,6 +164,7 @@ def test_a_perfect_estimate_scores_very_high() -> None:
         assert values["bss_sdr"] > 60
 
 
+@pytest.mark.slow
 def test_swapped_stems_score_low() -> None:
     target, rest = noise(1, 2.0, seed=7), noise(1, 2.0, seed=8)
     scores = score_song("swapped", target, rest, rest, target, RATE)
@@ -182,6 +188,7 @@ def test_own_metrics_on_small_known_vectors() -> None:
 # Baselines
 
 
+@pytest.mark.slow
 def test_oracle_beats_the_mixture_and_the_mixture_scores_the_input_snr() -> None:
     # Spectrally different stems, so a mask can separate them: low-passed target, white rest.
     target = noise(1, 3.0, seed=9, smooth=8)
@@ -225,6 +232,7 @@ def test_a_silent_reference_gives_nan_and_notes_not_an_error() -> None:
     assert "rest reference is silent: si_sdr and sdr are NaN" in notes
 
 
+@pytest.mark.slow
 def test_silent_frames_are_left_out_of_the_museval_median_and_counted() -> None:
     target, rest = noise(1, 3.0, seed=15), noise(1, 3.0, seed=16)
     rest[:, :RATE] = 0.0
@@ -241,6 +249,7 @@ def test_silent_frames_are_left_out_of_the_museval_median_and_counted() -> None:
     )
 
 
+@pytest.mark.slow
 def test_one_silent_channel_leaves_bss_on_the_other_channel() -> None:
     target, rest = noise(2, 2.0, seed=19), noise(2, 2.0, seed=20)
     rest[1] = 0.0  # hard-panned left
@@ -315,7 +324,7 @@ def test_bad_input_is_one_clear_error(change: dict[str, object], message: str) -
 
 
 def test_importing_metrics_does_not_import_the_toolkits() -> None:
-    code = "import sys, unmix.core.metrics; print('museval' in sys.modules, 'mir_eval' in sys.modules)"
+    code = "import sys, unmix.core.evaluation.metrics; print('museval' in sys.modules, 'mir_eval' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
 

@@ -3,16 +3,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.training_fixtures import set_gain_checkpoint, train_gain_run
+from tests.training_fixtures import set_gain_checkpoint
 from unmix.core import api
-from unmix.core.audio import resample
+from unmix.core.data.audio import resample
 from unmix.core.interfaces import ExportOptions
-from unmix.core.prediction import exporter_for, separate_file
-
-
-@pytest.fixture(scope="module")
-def gain_run(tmp_path_factory):
-    return train_gain_run(tmp_path_factory.mktemp("gain-run"))
+from unmix.core.separation.prediction import exporter_for, separate_file
 
 
 def tone(seconds, rate, channels, seed=0):
@@ -83,7 +78,7 @@ def test_run_prediction_keeps_the_seed_api(gain_run):
     set_gain_checkpoint(gain_run, 1.0)
     engine = api.create_engine(gain_run)
     audio = tone(1.0, 8000, 2)
-    from unmix.core.audio import stft
+    from unmix.core.data.audio import stft
 
     spectrogram = stft(audio, 256)
     target, rest = api.run_prediction(engine, [spectrogram[0], spectrogram[1]])
@@ -117,13 +112,14 @@ def count_network_calls(model, backend):
     return calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "tensorflow"])
 def test_the_batch_size_reaches_the_network(backend):
     pytest.importorskip("torch" if backend == "torch" else "tensorflow")
     from tests.tiny_models import FRAMES, build, tiny_settings
-    from unmix.core.prediction import Engine
-    from unmix.core.training_data import create_transform
-    from unmix.core.windows import song_frame_count, window_count
+    from unmix.core.data.transforms import create_transform
+    from unmix.core.data.windows import song_frame_count, window_count
+    from unmix.core.separation.prediction import Engine
 
     settings = tiny_settings(backend=backend)
     model = build(settings)
@@ -143,7 +139,7 @@ def test_the_batch_size_reaches_the_network(backend):
 
 @pytest.mark.parametrize("song", ["../../escaped", "/etc/passwd", "..", "a\\..\\..\\b"])
 def test_a_song_name_cannot_lead_outside_the_output_folder(tmp_path, song):
-    from unmix.core.prediction import output_files
+    from unmix.core.separation.prediction import output_files
 
     folder = tmp_path / "out"
     for template in ("{song}_{stem}.{ext}", "{song}/{stem}.{ext}"):

@@ -8,8 +8,11 @@ import pytest
 
 from tests.helpers import clean_environment, run_unmix, unmix_executable
 from tests.training_fixtures import gain_plugin_path, register_gain_model, write_configuration, write_seed_collection
-from unmix.core.callbacks import read_results
-from unmix.core.training import train
+from unmix.core.training.callbacks import read_results
+from unmix.core.training.driver import train
+
+# Each case trains for real (some until a signal lands); the fast subset skips this module.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unmix.core.config_schema import Configuration, Transformation, TransformationOptions
-from unmix.core.errors import ConfigurationError
-from unmix.core.plugins import plugin_manager
-from unmix.core.transforms import (
+from unmix.core.config.schema import Configuration, Transformation, TransformationOptions
+from unmix.core.data.transforms import (
     MaskIbmTransform,
     MaskTransform,
     TrainWindowPredictMask,
@@ -16,7 +14,9 @@ from unmix.core.transforms import (
     WindowTransform,
     create_transform,
 )
-from unmix.core.windows import window_spectrogram
+from unmix.core.data.windows import window_spectrogram
+from unmix.core.errors import ConfigurationError
+from unmix.core.plugins import plugin_manager
 
 BINS = 769
 SIZE = 64

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from unmix.core.audio import stft
-from unmix.core.windows import (
+from unmix.core.data.audio import stft
+from unmix.core.data.windows import (
     excerpt_spectrogram,
     read_excerpt,
     song_frame_count,

@@ -26,7 +26,7 @@ from tests.bad_inputs.catalogue import assert_clean_failure, assert_untouched, s
 from tests.helpers import REPOSITORY, clean_environment
 from tests.training_fixtures import write_configuration, write_seed_collection
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 README = REPOSITORY / "README.md"
 CORE_CLI = ("packages/unmix-core", "packages/unmix-cli")

@@ -1,4 +1,4 @@
-"""Dataset layouts of unmix-sources, on real files: seed (wav, flac, mp3), stems and MUSDB18 .stem.mp4."""
+"""Dataset layouts of unmix-sources, on real files: unmixio (wav, flac, mp3), stems and MUSDB18 .stem.mp4."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 import soundfile
 import stempeg
 
-from unmix.core.collection import find_tracks, scan_tracks
+from tests.helpers import CONFIGURATIONS, clean_environment, run_unmix
+from unmix.core.data.collection import find_tracks, infer_target, scan_tracks
+from unmix.core.data.tracks import StemFile
 from unmix.core.errors import PluginError, UnmixError
 from unmix.core.plugins import plugin_manager
-from unmix.core.tracks import StemFile
-from unmix.sources.datasets import MusdbStemDataset, SeedDataset, StemsDataset
+from unmix.sources.datasets import MusdbStemDataset, StemsDataset, UnmixioDataset
 from unmix.sources.mixers import RatioMixer
 
 RATE = 8000
@@ -39,7 +40,7 @@ def write_tone(path: Path, seconds: float = 0.5, frequency: float = 440.0, rate:
 
 def test_the_plugin_registers_the_layouts_and_the_ratio_mixer() -> None:
     manager = plugin_manager()
-    assert isinstance(manager.get("datasets", "seed"), SeedDataset)
+    assert isinstance(manager.get("datasets", "unmixio"), UnmixioDataset)
     assert isinstance(manager.get("datasets", "stems"), StemsDataset)
     assert isinstance(manager.get("datasets", "musdb-stem"), MusdbStemDataset)
     assert isinstance(manager.get("mixers", "ratio"), RatioMixer)
@@ -52,14 +53,14 @@ def test_importing_the_plugin_module_stays_light() -> None:
     assert result.stdout.split() == ["False", "False"]
 
 
-def test_seed_layout_in_wav_flac_and_mp3(tmp_path: Path) -> None:
+def test_unmixio_layout_in_wav_flac_and_mp3(tmp_path: Path) -> None:
     root = tmp_path / "collection"
     for song, extension in (("alpha", ".wav"), ("beta", ".flac"), ("gamma", ".mp3")):
         write_tone(root / song / f"vocals_{song}{extension}")
         write_tone(root / song / f"rest_{song}{extension}", frequency=220)
     (root / "alpha" / "notes.txt").write_text("not audio")
 
-    tracks = find_tracks(root, "vocals", "seed")
+    tracks = find_tracks(root, "vocals", "unmixio")
 
     assert [track.name for track in tracks] == ["alpha", "beta", "gamma"]
     assert {track.collection for track in tracks} == {"collection"}
@@ -69,17 +70,17 @@ def test_seed_layout_in_wav_flac_and_mp3(tmp_path: Path) -> None:
     assert gamma.rest == (StemFile(root / "gamma" / "rest_gamma.mp3"),)
 
 
-def test_seed_layout_uses_the_configured_target_and_searches_recursively(tmp_path: Path) -> None:
+def test_unmixio_layout_uses_the_configured_target_and_searches_recursively(tmp_path: Path) -> None:
     root = tmp_path / "raw"
     write_tone(root / "pop" / "one" / "guitar_one.wav")
     write_tone(root / "pop" / "one" / "rest_one.wav")
     write_tone(root / "rock" / "deep" / "two" / "Guitar_two.WAV")  # names match case-insensitively
     write_tone(root / "rock" / "deep" / "two" / "REST_two.wav")
 
-    tracks = find_tracks(root, "guitar", "seed")
+    tracks = find_tracks(root, "guitar", "unmixio")
 
     assert [(t.collection, t.name) for t in tracks] == [("pop", "one"), ("rock/deep", "two")]
-    assert find_tracks(root, "vocals", "seed") == []
+    assert find_tracks(root, "vocals", "unmixio") == []
 
 
 def test_instrumental_is_the_rest_for_vocals_and_rest_wins_when_both_exist(tmp_path: Path) -> None:
@@ -90,7 +91,7 @@ def test_instrumental_is_the_rest_for_vocals_and_rest_wins_when_both_exist(tmp_p
     write_tone(root / "both" / "instrumental_both.wav")
     write_tone(root / "both" / "rest_both.wav")
 
-    tracks = {track.name: track for track in find_tracks(root, "vocals", "seed")}
+    tracks = {track.name: track for track in find_tracks(root, "vocals", "unmixio")}
 
     assert tracks["song"].rest == (StemFile(root / "song" / "instrumental_song.mp3"),)
     assert tracks["both"].rest == (StemFile(root / "both" / "rest_both.wav"),)
@@ -101,7 +102,7 @@ def test_instrumental_is_not_the_rest_of_another_instrument(tmp_path: Path) -> N
     write_tone(tmp_path / "song" / "guitar_song.wav")
     write_tone(tmp_path / "song" / "instrumental_song.wav")
 
-    scan = scan_tracks(tmp_path, "guitar", "seed")
+    scan = scan_tracks(tmp_path, "guitar", "unmixio")
 
     assert scan.tracks == ()
     assert len(scan.skipped) == 1 and "no rest stem" in scan.skipped[0].reason
@@ -126,7 +127,7 @@ def test_several_songs_in_one_folder_are_paired_by_name(tmp_path: Path) -> None:
         write_tone(tmp_path / "flat" / f"vocals_{song}.wav")
         write_tone(tmp_path / "flat" / f"rest_{song}.wav")
 
-    tracks = find_tracks(tmp_path, "vocals", "seed")
+    tracks = find_tracks(tmp_path, "vocals", "unmixio")
 
     assert [(t.collection, t.name) for t in tracks] == [("flat", "a"), ("flat", "b")]
     assert tracks[1].rest == (StemFile(tmp_path / "flat" / "rest_b.wav"),)
@@ -137,7 +138,7 @@ def test_lossless_file_is_preferred_when_a_stem_exists_twice(tmp_path: Path) -> 
     write_tone(tmp_path / "song" / "vocals_song.wav")
     write_tone(tmp_path / "song" / "rest_song.wav")
 
-    [track] = find_tracks(tmp_path, "vocals", "seed")
+    [track] = find_tracks(tmp_path, "vocals", "unmixio")
 
     assert track.target == (StemFile(tmp_path / "song" / "vocals_song.wav"),)
 
@@ -201,8 +202,8 @@ def test_musdb_stem_file_for_an_instrument_it_does_not_hold(tmp_path: Path, exam
 
 def test_auto_combines_every_layout_without_counting_a_song_twice(tmp_path: Path, example_stem: Path) -> None:
     root = tmp_path / "mixed"
-    write_tone(root / "seed-song" / "vocals_seed-song.wav")
-    write_tone(root / "seed-song" / "rest_seed-song.wav")
+    write_tone(root / "unmixio-song" / "vocals_unmixio-song.wav")
+    write_tone(root / "unmixio-song" / "rest_unmixio-song.wav")
     write_tone(root / "stem-song" / "vocals.flac")
     write_tone(root / "stem-song" / "drums.flac")
     (root / "musdb").mkdir(parents=True)
@@ -211,10 +212,35 @@ def test_auto_combines_every_layout_without_counting_a_song_twice(tmp_path: Path
     tracks = find_tracks(root, "vocals")
 
     assert [(t.collection, t.name) for t in tracks] == [
-        ("mixed", "seed-song"), ("mixed", "stem-song"), ("musdb", "The Easton Ellises - Falcon 69"),
+        ("mixed", "stem-song"), ("mixed", "unmixio-song"), ("musdb", "The Easton Ellises - Falcon 69"),
     ]
     files = [stem.path for track in tracks for stem in (*track.target, *track.rest) if stem.stream is None]
     assert len(files) == len(set(files))
+
+
+def test_the_old_name_seed_is_the_unmixio_layout(tmp_path: Path) -> None:
+    assert plugin_manager().get("datasets", "seed") is plugin_manager().get("datasets", "unmixio")
+    write_tone(tmp_path / "song" / "guitar_song.wav")
+    write_tone(tmp_path / "song" / "rest_song.wav")
+    assert [track.name for track in find_tracks(tmp_path, "guitar", "seed")] == ["song"]
+
+
+def test_auto_asks_a_layout_registered_under_two_names_once(tmp_path: Path) -> None:
+    for song, target in (("a", "guitar"), ("b", "guitar"), ("c", "piano")):
+        write_tone(tmp_path / song / f"{target}_{song}.wav")
+        write_tone(tmp_path / song / f"rest_{song}.wav")
+    # Counted once per layout, the songs would be counted twice (guitar (4 songs)).
+    with pytest.raises(UnmixError, match=r"found targets guitar \(2 songs\), piano \(1 song\):"):
+        infer_target(tmp_path)
+
+
+def test_a_configuration_naming_the_old_layout_still_checks(tmp_path: Path) -> None:
+    configuration = tmp_path / "old.jsonc"
+    configuration.write_text('{"base": "quickstart.jsonc", "collection": {"dataset": "seed"}}')
+    result = run_unmix("config", "check", str(configuration),
+                       env=clean_environment(UNMIX_CONFIGURATIONS_DIR=str(CONFIGURATIONS)))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
 
 
 def test_errors_name_the_folder_or_the_layout(tmp_path: Path) -> None:
@@ -223,12 +249,12 @@ def test_errors_name_the_folder_or_the_layout(tmp_path: Path) -> None:
     (tmp_path / "file.wav").write_bytes(b"")
     with pytest.raises(UnmixError, match="not a folder"):
         find_tracks(tmp_path / "file.wav", "vocals")
-    with pytest.raises(PluginError, match=r"unknown dataset 'sed'.*did you mean 'seed'"):
-        find_tracks(tmp_path, "vocals", "sed")
+    with pytest.raises(PluginError, match=r"unknown dataset 'unmixo'.*did you mean 'unmixio'"):
+        find_tracks(tmp_path, "vocals", "unmixo")
     assert find_tracks(tmp_path, "vocals") == []
 
 
-def test_seed_layout_names_the_targets_its_file_names_designate(tmp_path: Path) -> None:
+def test_unmixio_layout_names_the_targets_its_file_names_designate(tmp_path: Path) -> None:
     for song in ("a", "b"):
         write_tone(tmp_path / song / f"guitar_{song}.wav")
         write_tone(tmp_path / song / f"rest_{song}.wav")
@@ -240,7 +266,7 @@ def test_seed_layout_names_the_targets_its_file_names_designate(tmp_path: Path) 
     write_tone(tmp_path / "f" / "piano_f.wav")
     write_tone(tmp_path / "f" / "instrumental_f.wav")  # instrumental is only the rest of vocals
 
-    assert SeedDataset().targets(tmp_path) == {"guitar": 2, "lead_vocals": 1, "vocals": 1}
+    assert UnmixioDataset().targets(tmp_path) == {"guitar": 2, "lead_vocals": 1, "vocals": 1}
 
 
 def test_file_names_with_a_newline_are_paired_like_any_other(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The demo collection (`unmix datasets demo`): real music, rendered deterministically, in the seed layout.
+"""The demo collection (`unmix datasets demo`): real music, rendered deterministically, in the unmixio layout.
 
 These tests need FluidSynth, the fluid-soundfont-gm SoundFont and music21 (CI installs them). They
 fail, rather than skip, when one is missing: a silently skipped demo is how a broken first run ships.
@@ -17,9 +17,12 @@ import pytest
 import soundfile
 
 from tests.helpers import assert_one_line_error, clean_environment, run_unmix
-from unmix.core.collection import find_tracks
+from unmix.core.data.collection import find_tracks
 from unmix.sources import demo
 from unmix.sources.demo import DemoError, make_demo
+
+# Renders demo songs with FluidSynth or runs `unmix datasets demo`; the fast subset skips this module.
+pytestmark = pytest.mark.slow
 
 SONGS, SECONDS, SEED, RATE = 2, 3, 7, 22050
 
@@ -46,14 +49,14 @@ def test_the_renderer_and_soundfont_are_installed() -> None:
     demo.require_music21()
 
 
-def test_layout_is_the_seed_layout_with_one_folder_per_song(rendered: Path) -> None:
+def test_layout_is_the_unmixio_layout_with_one_folder_per_song(rendered: Path) -> None:
     folders = sorted(path for path in rendered.iterdir() if path.is_dir())
     assert len(folders) == SONGS
     assert sorted(path.name for path in rendered.iterdir() if path.is_file()) == ["demo.json"]
     for folder in folders:
         assert sorted(path.name for path in folder.iterdir()) == [f"guitar_{folder.name}.wav",
                                                                    f"rest_{folder.name}.wav"]
-    tracks = find_tracks(rendered, "guitar", "seed")
+    tracks = find_tracks(rendered, "guitar", "unmixio")
     assert [track.name for track in tracks] == [folder.name for folder in folders]
 
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from unmix.core.audio import load_audio
+from unmix.core.data.audio import load_audio
 from unmix.core.errors import AudioError, UnmixError
 from unmix.core.plugins import plugin_manager
-from unmix.core.prediction import find_source
+from unmix.core.separation.prediction import find_source
 from unmix.sources.sources import (
     FileSource,
     FolderSource,

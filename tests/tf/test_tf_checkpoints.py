@@ -40,6 +40,7 @@ def ignore(step, running):
     pass
 
 
+# Trains two Keras steps (seconds, most of it compiling); the tests that use it are slow.
 @pytest.fixture(scope="module")
 def saved_bytes(tmp_path_factory):
     """The bytes of a checkpoint of the tiny hourglass after two steps."""
@@ -63,6 +64,7 @@ def untrained():
     return build()
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     batches = list(half_gain_batches(3, seed=11))
     model = build()
@@ -86,6 +88,7 @@ def test_resume_continues_exactly(tmp_path):
     assert same_weights(model, rebuilt)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_alone_describes_its_model(checkpoint, untrained):
     rebuilt = load_checkpoint_model(checkpoint)
     assert rebuilt.description["model"] == "hourglass"
@@ -94,12 +97,14 @@ def test_a_checkpoint_alone_describes_its_model(checkpoint, untrained):
     assert rebuilt.trainable_parameters() == untrained.trainable_parameters()
 
 
+@pytest.mark.slow
 def test_saving_replaces_the_file_and_leaves_no_temporary_files(checkpoint, untrained):
     untrained.save_checkpoint(checkpoint)
     assert [path.name for path in checkpoint.parent.iterdir()] == ["last.keras"]
     assert load_checkpoint_model(checkpoint).iterations == 0
 
 
+@pytest.mark.slow
 def test_a_failed_save_keeps_the_previous_checkpoint(checkpoint, untrained, saved_bytes):
     with mock.patch.object(untrained.network, "save", side_effect=OSError("No space left on device")):
         with pytest.raises(OSError):
@@ -121,6 +126,7 @@ def corrupt(checkpoint, how: str):
         checkpoint.write_bytes(b"")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["truncated", "garbage", "flipped byte", "empty"])
 def test_a_corrupt_checkpoint_is_one_clear_line(checkpoint, untrained, how):
     corrupt(checkpoint, how)
@@ -143,6 +149,7 @@ def test_a_torch_checkpoint_is_refused(tmp_path, untrained, name):
         untrained.load_checkpoint(checkpoint)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_with_other_options_names_them(checkpoint):
     wider = build(options={**OPTIONS, "hg_module": {"filters": 16, "batchnormalization": True}})
     with pytest.raises(ModelError, match="training.model.options differ"):

@@ -20,6 +20,9 @@ import pytest
 from tests.helpers import REPOSITORY
 from tests.tiny_models import TINY_OPTIONS, build, half_gain_batches, ignore, tiny_settings
 
+# Trains in several TensorFlow processes or devices (tens of seconds); the fast subset skips this module.
+pytestmark = pytest.mark.slow
+
 TIMEOUT_SECONDS = 180
 
 
@@ -95,8 +98,10 @@ def test_two_workers_train_like_one_process_on_both_batches(workers):
     assert float(first["plain_loss"]) == pytest.approx(loss, rel=1e-5)
     weights = [name for name in sorted(first.files) if name.startswith("plain/")]
     for name, value in zip(weights, model.network.get_weights(), strict=True):
-        # Round-off flips Adam's step for gradients near zero, so weights get an absolute tolerance; moments do not.
-        np.testing.assert_allclose(first[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+        # Round-off flips Adam's step for gradients near zero (up to 1.6e-5 seen: the order of the sums
+        # varies), so weights get an absolute tolerance far below their size; the loss and the moments,
+        # checked tightly, show the averaging.
+        np.testing.assert_allclose(first[name], value, rtol=1e-4, atol=1e-4, err_msg=name)
     moments = [name for name in sorted(first.files) if name.startswith("moments/")]
     for name, variable in zip(moments, model.optimizer.variables, strict=True):
         np.testing.assert_allclose(first[name], np.asarray(variable), rtol=1e-3, atol=1e-7, err_msg=name)

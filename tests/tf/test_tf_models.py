@@ -9,8 +9,8 @@ import pytest
 
 from tests.helpers import CONFIGURATIONS
 from tests.tiny_models import INPUT_SHAPE, build, tiny_settings
-from unmix.core.config import load_configuration
-from unmix.core.config_schema import Configuration, Optimizer
+from unmix.core.config.loader import load_configuration
+from unmix.core.config.schema import Configuration, Optimizer
 from unmix.core.errors import ModelError, PluginError, UnmixError
 from unmix.core.plugins import plugin_manager
 from unmix.tf.plugin import FRAME_NETWORKS, WINDOW_NETWORKS
@@ -26,6 +26,7 @@ def build_shipped(relative: str):
     return build(settings, input_shape_of(settings))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("configuration", "parameters"),
     [
@@ -57,6 +58,7 @@ SHIPPED = sorted(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("configuration", SHIPPED)
 def test_every_shipped_default_and_mini_configuration_builds(configuration):
     settings = load_configuration(CONFIGURATIONS / configuration, environment={}).settings

@@ -7,11 +7,12 @@ import pytest
 import tensorflow as tf
 
 from tests.tiny_models import INPUT_SHAPE, build, half_gain_batches, tiny_settings
-from unmix.core.config_schema import Optimizer
+from unmix.core.config.schema import Optimizer
 from unmix.core.interfaces import SeparationModel
 from unmix.tf.losses import LOSSES
 
 
+@pytest.mark.slow
 def test_tiny_hourglass_learns_a_half_gain_mask():
     model = build(tiny_settings(loss_function="L11_loss", metrics=["mean_pred", "max_pred"]))
     assert isinstance(model, SeparationModel)
@@ -29,6 +30,7 @@ def test_tiny_hourglass_learns_a_half_gain_mask():
     assert abs(float(np.median(mask[:, 1:])) - 0.5) < 0.15
 
 
+@pytest.mark.slow
 def test_on_batch_gets_every_step_with_running_means():
     model = build(tiny_settings())
     calls = []
@@ -39,6 +41,7 @@ def test_on_batch_gets_every_step_with_running_means():
     assert set(result) == {"loss", "mean_pred"}
 
 
+@pytest.mark.slow
 def test_an_exception_from_on_batch_stops_the_epoch():
     """The driver leaves an epoch on Ctrl-C by raising from its progress callback."""
     model = build(tiny_settings())
@@ -82,6 +85,7 @@ def test_learning_rate_can_be_read_and_set():
     assert model.learning_rate == pytest.approx(0.002)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_on_one_cpu():
     model = build(tiny_settings(distribution="mirrored"))
     assert isinstance(model.strategy, tf.distribute.MirroredStrategy)
@@ -89,6 +93,7 @@ def test_mirrored_strategy_trains_on_one_cpu():
     assert model.iterations == 2
 
 
+@pytest.mark.slow
 def test_mixed_precision_trains_in_float16_on_a_cpu():
     model = build(tiny_settings(options={"stacks": 2, "hg_module": {"filters": 8}, "mixed_precision": True}))
     assert model.network.layers[2].compute_dtype == "float16"
@@ -100,6 +105,7 @@ def test_mixed_precision_trains_in_float16_on_a_cpu():
     assert build(tiny_settings()).network.layers[2].compute_dtype == "float32"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "input_shape", "output_frames"),
     [
@@ -153,6 +159,7 @@ def test_losses_match_the_seeds_definitions(name):
     assert value == pytest.approx(numpy_loss(name, targets, outputs, inputs), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_l11_loss_sums_and_its_mean_variant_does_not_depend_on_batch_size():
     model = build(tiny_settings(loss_function="L11_loss"))
     mean_model = build(tiny_settings(loss_function="L11_loss_mean"))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from tests.training_fixtures import write_seed_collection
-from unmix.core.callbacks import read_results
-from unmix.core.training import train
+from unmix.core.training.callbacks import read_results
+from unmix.core.training.driver import train
 from unmix.tf.model import load_checkpoint_model
 
 # Keras' own saving code converts variables in a way NumPy 2 deprecates; not ours to fix.
@@ -32,6 +33,7 @@ def write_tiny_hourglass_configuration(path, collection, epochs: int):
     return path
 
 
+@pytest.mark.slow
 def test_hourglass_trains_with_the_driver_and_resumes(tmp_path):
     collection = write_seed_collection(tmp_path / "collection", songs=4)
     configuration = write_tiny_hourglass_configuration(tmp_path / "tiny.jsonc", collection, epochs=2)
@@ -47,9 +49,9 @@ def test_hourglass_trains_with_the_driver_and_resumes(tmp_path):
 
     results = read_results(run.path / "results.csv")
     assert [row["epoch"] for row in results] == [1, 2, 3]
-    # One validation song and random windows make a single epoch's val_loss noisy; the trend is what counts.
-    assert results[-1]["loss"] < results[0]["loss"]
-    assert min(row["val_loss"] for row in results[1:]) < results[0]["val_loss"]
+    # Whether it learns is tests/test_learning.py's question, with held-out songs and a margin: three
+    # epochs on one validation song are too noisy for a loss trend (it failed CI once each way).
+    assert all(math.isfinite(row["loss"]) and math.isfinite(row["val_loss"]) for row in results)
     last = load_checkpoint_model(run.path / "weights" / "last.keras")
     steps_per_epoch = last.iterations // 3
     assert steps_per_epoch > 0 and last.iterations == 3 * steps_per_epoch

@@ -25,6 +25,9 @@ import pytest
 from tests.helpers import REPOSITORY, clean_environment
 from tests.training_fixtures import write_configuration, write_seed_collection
 
+# Installs the example plugins into a new environment and trains; the fast subset skips this module.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = REPOSITORY / "examples"
 PACKAGES = ("unmix-example-model", "unmix-example-tone")
 
@@ -73,7 +76,7 @@ SEPARATE = textwrap.dedent("""
     from pathlib import Path
     import numpy as np, soundfile
     from unmix.core.api import create_engine, separate
-    from unmix.core.prediction import find_source
+    from unmix.core.separation.prediction import find_source
 
     uri = "tone://440+1800?seconds=1.5&rate=8000"
     source = find_source(uri)

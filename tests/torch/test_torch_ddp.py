@@ -20,6 +20,9 @@ import torch
 from tests.helpers import REPOSITORY
 from tests.torch.tiny import TINY_OPTIONS, build, half_gain_batches, ignore, tiny_settings
 
+# Starts two DDP ranks and trains; the fast subset skips this module.
+pytestmark = pytest.mark.slow
+
 TIMEOUT_SECONDS = 60
 
 

@@ -17,6 +17,9 @@ import soundfile
 from tests.helpers import clean_environment, run_unmix
 from tests.training_fixtures import write_configuration, write_seed_collection
 
+# The real `unmix` command end to end on a real collection, for tens of seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 # Subprocesses run PyTorch single-threaded, as the in-process tests do (see conftest.py).
 ENVIRONMENT = clean_environment(OMP_NUM_THREADS="1")
 

@@ -12,8 +12,8 @@ from torch import nn
 
 from tests.helpers import CONFIGURATIONS
 from tests.torch.tiny import INPUT_SHAPE, build, tiny_settings
-from unmix.core.config import load_configuration
-from unmix.core.config_schema import Configuration, Optimizer
+from unmix.core.config.loader import load_configuration
+from unmix.core.config.schema import Configuration, Optimizer
 from unmix.core.errors import ModelError, PluginError
 from unmix.core.interfaces import SeparationModel
 from unmix.core.plugins import plugin_manager

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from tests.torch.tiny import INPUT_SHAPE, NORM_OPTIONS, build, half_gain_batches, ignore, tiny_settings
-from unmix.core.config_schema import Optimizer
+from unmix.core.config.schema import Optimizer
 from unmix.torch.losses import LOSSES
 
 
+@pytest.mark.slow
 def test_tiny_hourglass_learns_a_half_gain_mask():
     torch.manual_seed(0)
     model = build(tiny_settings(loss_function="L11_loss", metrics=["mean_pred", "max_pred"]))

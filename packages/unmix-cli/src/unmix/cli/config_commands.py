@@ -19,7 +19,7 @@ def config() -> None:
 @click.argument("configuration", type=click.Path(dir_okay=False))
 def show(configuration: str) -> None:
     """Print CONFIGURATION merged with its bases and validated, as JSON."""
-    from unmix.core.config import load_configuration
+    from unmix.core.config.loader import load_configuration
 
     loaded = load_configuration(configuration)
     click.echo(json.dumps(attrs.asdict(loaded.settings), indent=2))
@@ -28,8 +28,12 @@ def show(configuration: str) -> None:
 @config.command()
 @click.argument("configurations", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def check(configurations: tuple[str, ...]) -> None:
-    """Check that each CONFIGURATION loads, validates and names installed plugins."""
-    from unmix.core.config import check_plugin_names, load_configuration
+    """Check that each CONFIGURATION loads, validates and names installed plugins.
+
+    Also warns, one line per key, about the seed's keys that a file sets but unmix does not read,
+    so that a setting copied from an unmix.io file is not mistaken for one that has an effect.
+    """
+    from unmix.core.config.loader import check_plugin_names, inert_keys_set, load_configuration
     from unmix.core.plugins import plugin_manager
 
     failed = 0
@@ -41,6 +45,8 @@ def check(configurations: tuple[str, ...]) -> None:
             failed += 1
             click.echo(f"unmix: error: {error}", err=True)
             continue
+        warnings += [f"{file}: {key} is accepted for compatibility with unmix.io files but unmix does not use it"
+                     for file, key in inert_keys_set(loaded)]
         for warning in warnings:
             click.echo(f"unmix: warning: {warning}", err=True)
         chain = " -> ".join(file.name for file in loaded.chain)

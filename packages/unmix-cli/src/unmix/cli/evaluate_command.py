@@ -15,7 +15,7 @@ import click
               help="Processes that score songs in parallel.")
 def evaluate(run_folder: str, collection: str | None, test_data_count: int | None, jobs: int) -> None:
     """Separate the test songs and report SDR/SIR/SAR (museval v4, mir_eval), SI-SDR and SDR."""
-    from unmix.core.evaluate import evaluate_run
+    from unmix.core.evaluation.evaluate import evaluate_run
 
     evaluation = evaluate_run(run_folder, collection, test_data_count, jobs=jobs)
     click.echo(evaluation.table)

@@ -1,6 +1,6 @@
 """`unmix generate`: decode and resample a collection once into the training-data cache.
 
-Thin: parses the options, calls `unmix.core.cache.generate_cache` (imported inside the command so
+Thin: parses the options, calls `unmix.core.data.cache.generate_cache` (imported inside the command so
 that `unmix --help` stays fast), prints what was skipped and a summary. Exit code 0 when the cache
 holds at least one song of RAW afterwards; 2 (one error line) when none could be cached, when
 RAW holds no songs, or when DESTINATION cannot be used; 130 (one line) when interrupted by Ctrl-C.
@@ -36,7 +36,7 @@ def generate(raw: Path, destination: Path, sample_rate: int, channels: int, jobs
     Songs already cached (same settings, unchanged sources) are skipped, so an interrupted run
     continues where it stopped. Songs that cannot be used are listed and left out.
     """
-    from unmix.core.cache import generate_cache
+    from unmix.core.data.cache import generate_cache
     from unmix.core.errors import UnmixError
 
     try:

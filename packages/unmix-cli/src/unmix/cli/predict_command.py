@@ -13,7 +13,7 @@ from unmix.core.errors import UnmixError
 
 if TYPE_CHECKING:
     from unmix.core.interfaces import Exporter, ExportOptions, SongInput
-    from unmix.core.prediction import Engine
+    from unmix.core.separation.prediction import Engine
 
 
 @click.command()
@@ -51,7 +51,8 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
     the model is loaded.
     """
     from unmix.core.interfaces import ExportOptions
-    from unmix.core.prediction import (
+    from unmix.core.runs import open_run_folder
+    from unmix.core.separation.prediction import (
         check_template,
         exporter_for,
         load_engine,
@@ -60,7 +61,6 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
         run_model_files,
         weights_model_files,
     )
-    from unmix.core.runs import open_run_folder
 
     if (run_folder is None) == (weights is None):
         raise click.UsageError("give either --run-folder RUN or --weights W --configuration C")
@@ -91,9 +91,9 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
 def _readable_songs(source_name: str, uri: str, temporary: Path, output: Path) -> list[SongInput]:
     """The songs to separate, each opened once so that an unreadable one stops the command before
     the model is loaded. Files inside an output folder within the songs folder are left out."""
+    from unmix.core.data.streaming import check_readable
     from unmix.core.plugins import plugin_manager
-    from unmix.core.prediction import find_source, songs_outside_output
-    from unmix.core.streaming import check_readable
+    from unmix.core.separation.prediction import find_source, songs_outside_output
 
     source = find_source(uri) if source_name == "song" else plugin_manager().get("sources", source_name)
     local = Path(uri).expanduser()
@@ -108,7 +108,7 @@ def _separate_songs(engine: Engine, songs: list[SongInput], plans: list[dict[str
                     options: ExportOptions, folder: Path) -> None:
     """Separate every song into its planned files; with several songs, one that fails is reported
     and skipped, and the command ends with exit code 2."""
-    from unmix.core.prediction import separate_into
+    from unmix.core.separation.prediction import separate_into
 
     results, failures = [], []
     started = time.monotonic()

@@ -19,8 +19,8 @@ def train(configurations: tuple[str, ...], workingdir: str, resume: str | None) 
     A configuration that fails is reported and the next one still trains; the exit code is 2 if
     any failed. Ctrl-C stops at the next batch, writes a checkpoint and prints how to resume.
     """
-    from unmix.core.training import TrainingInterrupted
-    from unmix.core.training import train as train_configuration
+    from unmix.core.training.driver import TrainingInterrupted
+    from unmix.core.training.driver import train as train_configuration
 
     if resume is None and not configurations:
         raise click.UsageError("give at least one CONFIGURATION, or --resume RUN")

@@ -6,7 +6,7 @@ engine = create_engine("runs/20261125-101500-guitar_full")
 target, rest = separate(engine, samples, sample_rate)   # samples: (channels, n) or (n,)
 ```
 
-`create_engine` and `run_prediction` keep the seed's `api/prediction.py` shape (SEED-NOTES 6.4)
+`create_engine` and `run_prediction` keep the seed's `api/prediction.py` shape (docs/original-system.md §6.4)
 for code written against it; unlike the seed they load the best checkpoint, and several engines
 can live side by side (no process-global configuration).
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from unmix.core.audio import check_finite, istft, resample
-from unmix.core.prediction import Engine, engine_from_run, engine_from_weights
-from unmix.core.separation import separate_spectrogram
+from unmix.core.data.audio import check_finite, istft, resample
+from unmix.core.separation.engine import separate_spectrogram
+from unmix.core.separation.prediction import Engine, engine_from_run, engine_from_weights
 
 __all__ = ["Engine", "create_engine", "create_engine_from_weights", "run_prediction", "separate"]
 
@@ -52,7 +52,7 @@ def separate(engine: Engine, samples: np.ndarray, sample_rate: int) -> tuple[np.
 
     `samples` is (channels, n) or (n,), all finite (NaN or infinity raises AudioError); the result
     has the same shape. For files, and songs longer
-    than memory allows, use `unmix predict` or `unmix.core.prediction.separate_file`, which stream.
+    than memory allows, use `unmix predict` or `unmix.core.separation.prediction.separate_file`, which stream.
     """
     audio = np.asarray(samples, dtype=np.float32)
     check_finite(audio, "samples given to separate()")

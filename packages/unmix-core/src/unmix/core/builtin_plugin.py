@@ -12,7 +12,7 @@ from unmix.core.hookspecs import Register, hookimpl
 
 @hookimpl
 def register_transforms(register: Register) -> None:
-    from unmix.core.transforms import BUILTIN_TRANSFORMS
+    from unmix.core.data.transforms import BUILTIN_TRANSFORMS
 
     for transform_class in BUILTIN_TRANSFORMS:
         register(transform_class.name, transform_class)

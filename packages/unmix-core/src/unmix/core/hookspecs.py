@@ -25,7 +25,7 @@ def register_models(register: Register) -> None:
     :param register: call `register("<backend>:<name>", builder)`, e.g.
         `register("tensorflow:hourglass", builder)`. A configuration picks it with
         `training.backend` and `training.model.name`. `builder(settings, input_shape)` gets the
-        validated `unmix.core.config_schema.Configuration` and `(bins, frames, channels)`, and
+        validated `unmix.core.config.schema.Configuration` and `(bins, frames, channels)`, and
         returns an `unmix.core.interfaces.SeparationModel` (train_epoch, evaluate, predict,
         learning_rate, save_checkpoint, load_checkpoint, ...); a model class whose constructor
         takes those two arguments is such a builder.
@@ -37,7 +37,7 @@ def register_transforms(register: Register) -> None:
     """Register transforms that turn STFT windows into model inputs and targets, and model outputs back.
 
     :param register: call `register(name, transform_class)`, where `transform_class` subclasses
-        `unmix.core.transforms.Transform`; a configuration picks it with `transformation.name`.
+        `unmix.core.data.transforms.Transform`; a configuration picks it with `transformation.name`.
     """
 
 
@@ -46,7 +46,7 @@ def register_datasets(register: Register) -> None:
     """Register dataset layouts: how a folder of song folders maps to tracks with stems.
 
     :param register: call `register(name, layout)`, where `layout.find_tracks(folder, target)`
-        returns `unmix.core.tracks.Track`s; a configuration picks it with `collection.dataset`
+        returns `unmix.core.data.tracks.Track`s; a configuration picks it with `collection.dataset`
         (`"auto"` tries every registered layout).
     """
 
@@ -57,7 +57,7 @@ def register_mixers(register: Register) -> None:
 
     :param register: call `register(name, mixer)`, where
         `mixer.mix(shares, *, song_limit, validation_ratio, test_data_count)` returns an
-        `unmix.core.collection.Split`.
+        `unmix.core.data.collection.Split`.
     """
 
 

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 import numpy as np
 
-from unmix.core.config_schema import Configuration
+from unmix.core.config.schema import Configuration
 
 Batch = tuple[np.ndarray, np.ndarray]
 """Model inputs and targets, each float32 (batch, bins, frames, channels)."""

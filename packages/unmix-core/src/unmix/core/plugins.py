@@ -14,7 +14,6 @@ ones. One broken plugin must never take unmix down:
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata
 import os
 from collections.abc import Callable, Collection, Iterator
@@ -25,7 +24,7 @@ import attrs
 import pluggy
 
 from unmix.core import hookspecs
-from unmix.core.errors import PluginError
+from unmix.core.errors import PluginError, did_you_mean
 
 ENTRY_POINT_GROUP = "unmix"
 DISABLE_VARIABLE = "UNMIX_DISABLE_PLUGINS"
@@ -162,8 +161,7 @@ class Registry:
                 f"unknown {singular} '{name}': no plugin registers any {self.kind}; "
                 "install one (see `unmix plugins`)"
             )
-        close = difflib.get_close_matches(name.lower(), list(self._entries), n=1)
-        hint = f" (did you mean '{self._entries[close[0]].name}'?)" if close else ""
+        hint = did_you_mean(name, (entry.name for entry in self._entries.values()), ignore_case=True)
         known = ", ".join(f"{r.name} [{r.plugin}]" for r in self)
         return f"unknown {singular} '{name}'{hint}; known {self.kind}: {known}"
 

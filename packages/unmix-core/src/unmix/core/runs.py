@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 import attrs
 
-from unmix.core.config import LoadedConfiguration, load_configuration
+from unmix.core.config.loader import LoadedConfiguration, load_configuration
 from unmix.core.errors import UnmixError
 from unmix.core.files import WriteError, write_json_atomically, write_text_atomically
 

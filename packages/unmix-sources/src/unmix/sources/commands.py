@@ -38,7 +38,7 @@ def datasets() -> None:
 @click.option("--jobs", type=int, default=None, help="Songs rendered in parallel.  [default: one per CPU]")
 def demo(destination: Path, songs: int, seconds: float | None, target: str, seed: int, sample_rate: int,
          force: bool, soundfont: Path | None, jobs: int | None) -> None:
-    """Render a small collection of real music into DESTINATION in the seed layout.
+    """Render a small collection of real music into DESTINATION in the unmixio layout.
 
     Each song is an excerpt of a multi-part piece from music21's corpus (string quartets,
     madrigals, masses, songs): one part played as the target instrument (<target>_<song>.wav),

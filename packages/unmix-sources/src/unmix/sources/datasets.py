@@ -3,13 +3,14 @@
 Three layouts ship with unmix; each searches its folder recursively (hidden folders skipped,
 symbolic links followed once):
 
-`seed` -- the unmix.io / splitstrument layout, one folder per song holding
-    `<target>_<song>.<ext>` and `rest_<song>.<ext>`; for the target "vocals" an
+`unmixio` -- the layout of the original unmix.io project and of splitstrument, one folder per
+    song holding `<target>_<song>.<ext>` and `rest_<song>.<ext>`; for the target "vocals" an
     `instrumental_<song>.<ext>` (the unmix.io data) is accepted as the rest too (`rest_` wins when
     both exist). For any other target "instrumental" would contain the target, so it is not used.
     Names match case-insensitively. When one folder holds several songs (`vocals_a.wav`,
     `rest_a.wav`, `vocals_b.wav`, ...), they are paired by `<song>` and named by it; a folder with
-    one song is named after the folder, as the seed did.
+    one song is named after the folder, as the seed did. Its old name `seed` still works
+    (`collection.dataset: "seed"`, `--dataset seed`): `LAYOUT_ALIASES` registers it too.
 `stems` -- one file per stem (MUSDB18-HQ, most multitrack sets): the folder of a song holds
     `<target>.<ext>`; the rest is every other audio file in that folder, summed, except
     `mixture.*` / `mix.*` (the premixed song) and `*.stem.*` multitrack files.
@@ -25,8 +26,8 @@ folder's name (for `musdb-stem`, the file name without `.stem.mp4`); the collect
 the song's parent folder relative to the searched folder, or the searched folder's own name when
 the songs lie directly in it (the seed used the song folder's parent name).
 
-Only the seed layout names its target in its file names, so only it offers `targets(folder)`
-(used by `unmix.core.collection.infer_target`): a folder of `guitar_x.wav` + `rest_x.wav` is a
+Only the unmixio layout names its target in its file names, so only it offers `targets(folder)`
+(used by `unmix.core.data.collection.infer_target`): a folder of `guitar_x.wav` + `rest_x.wav` is a
 guitar collection without a --target. Names may hold any character, newlines included.
 """
 
@@ -39,16 +40,17 @@ from pathlib import Path
 
 import attrs
 
-from unmix.core.collection import DatasetScan, SkippedSong
-from unmix.core.tracks import StemFile, Track
+from unmix.core.data.collection import DatasetScan, SkippedSong
+from unmix.core.data.tracks import StemFile, Track
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "DATASETS",
     "MUSDB_STREAMS",
+    "LAYOUT_ALIASES",
     "MusdbStemDataset",
-    "SeedDataset",
     "StemsDataset",
+    "UnmixioDataset",
 ]
 
 # Lossless first: the order decides which file is used when a stem exists in several formats.
@@ -117,10 +119,10 @@ def _scan_error(folder: Path, error: OSError) -> DatasetScan:
 
 
 @attrs.frozen
-class SeedDataset:
+class UnmixioDataset:
     """`<target>_<song>.<ext>` + `rest_<song>.<ext>` (or `instrumental_<song>.<ext>` for vocals)."""
 
-    name: str = "seed"
+    name: str = "unmixio"
     priority: int = 20
 
     def find_tracks(self, folder: Path, target: str) -> list[Track]:
@@ -321,4 +323,7 @@ class MusdbStemDataset:
         return DatasetScan(tracks=tuple(tracks), skipped=tuple(skipped))
 
 
-DATASETS = (SeedDataset(), StemsDataset(), MusdbStemDataset())
+DATASETS = (UnmixioDataset(), StemsDataset(), MusdbStemDataset())
+# Old layout names, registered too so that the configurations and commands that use them keep working.
+# `seed` was the unmixio layout's first name; it read like the random seed.
+LAYOUT_ALIASES = {"seed": "unmixio"}

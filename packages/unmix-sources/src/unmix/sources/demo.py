@@ -21,7 +21,7 @@ Decisions, for whoever extends this:
   settings give byte-identical files for the same music21, FluidSynth and SoundFont (their
   versions are recorded in demo.json).
 - Not a dataset plugin: `register_datasets` registers layouts that *read* folders, and the demo
-  *writes* one in the seed layout, which the "seed" layout then reads. It is offered through
+  *writes* one in the layout that the "unmixio" layout plugin then reads. It is offered through
   `unmix datasets demo` and `make_demo` only.
 - Split: unmix orders songs by the md5 of their folder name and tests on the last
   `collection.test_data_count`, so a configuration with test_data_count = N tests on the N songs
@@ -626,8 +626,8 @@ def make_song(task: SongTask) -> DemoSong:
 
 def write_song(folder: Path, name: str, settings: DemoSettings, target: np.ndarray,
                rest: np.ndarray) -> tuple[tuple[str, str, str], ...]:
-    """The seed layout: <target>_<song>.wav and rest_<song>.wav, each written whole or not at all."""
-    from unmix.core.audio import Audio, save_audio
+    """The unmixio layout: <target>_<song>.wav and rest_<song>.wav, each written whole or not at all."""
+    from unmix.core.data.audio import Audio, save_audio
 
     if folder.is_dir():
         shutil.rmtree(folder)  # only reached with force: the destination was empty otherwise
@@ -734,7 +734,7 @@ def _advance(bar: Any, song: DemoSong) -> DemoSong:
 
 def suggested_test(songs: Sequence[DemoSong]) -> tuple[str, ...]:
     """The songs unmix itself tests on with collection.test_data_count = 20% of the songs."""
-    from unmix.core.collection import order_songs
+    from unmix.core.data.collection import order_songs
 
     count = max(1, round(len(songs) * TEST_FRACTION)) if len(songs) > 1 else 0
     ordered = order_songs(songs)
@@ -749,7 +749,7 @@ def write_description(report: DemoReport, renderer: Renderer, music21_version: s
     names = [song.name for song in report.songs]
     description = {
         "generator": "unmix datasets demo",
-        "layout": "seed",
+        "layout": "unmixio",
         "settings": attrs.asdict(settings),
         "versions": {"music21": music21_version, "fluidsynth": renderer.version,
                      "soundfont": renderer.soundfont.name, "soundfont_bytes": renderer.soundfont.stat().st_size,

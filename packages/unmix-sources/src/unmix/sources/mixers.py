@@ -12,7 +12,7 @@ How it counts, for datasets i with ratio r_i (R = sum of the ratios, share s_i =
    validation (first `int(count * validation_ratio)`) and training separately per dataset; the
    lists are concatenated in the order of `collection.folders`.
 
-Difference from the seed (SEED-NOTES 9, bug 11): splitstrument computed the total from the
+Difference from the seed (docs/original-system.md §9.11): splitstrument computed the total from the
 dataset with the fewest songs (`R / r_smallest * n_smallest`), so a big dataset with a large
 ratio could be asked for more songs than it has (3:1 with 10 and 8 songs asked 24 of the first
 and silently got 10, i.e. 10 + 8 instead of 3:1). Here the limit is the minimum over all datasets
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from unmix.core.collection import DatasetShare, Split, order_songs, split_ordered
+from unmix.core.data.collection import DatasetShare, Split, order_songs, split_ordered
 from unmix.core.errors import ConfigurationError
 
 __all__ = ["RatioMixer"]

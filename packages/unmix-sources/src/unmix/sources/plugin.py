@@ -14,10 +14,13 @@ from unmix.core.hookspecs import Register, hookimpl
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    from unmix.sources.datasets import DATASETS
+    from unmix.sources.datasets import DATASETS, LAYOUT_ALIASES
 
+    by_name = {dataset.name: dataset for dataset in DATASETS}
     for dataset in DATASETS:
         register(dataset.name, dataset)
+    for old_name, name in LAYOUT_ALIASES.items():
+        register(old_name, by_name[name])
 
 
 @hookimpl

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import parse_qs, urlsplit
 
-from unmix.core.errors import AudioError, UnmixError
+from unmix.core.errors import AudioError, UnmixError, first_line
 from unmix.core.interfaces import SongInput
 
 __all__ = [
@@ -233,7 +233,7 @@ def _in_mro(error: BaseException, *names: str) -> bool:
 
 def _download_failure(url: str, library: str, error: BaseException) -> UnmixError:
     """One line: which URL, which library, what went wrong, and what the user can do about it."""
-    detail = _first_line(error) or type(error).__name__
+    detail = first_line(error)
     prefix = f"cannot download '{url}' with {library}"
     if _in_mro(error, "VideoUnavailable"):
         return UnmixError(
@@ -259,11 +259,6 @@ def _download_failure(url: str, library: str, error: BaseException) -> UnmixErro
     return UnmixError(
         f"{prefix}: {library} failed ({type(error).__name__}: {detail}); YouTube may have changed: {_UPGRADE}"
     )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0].strip() if text else ""
 
 
 def _stream_extension(stream: object) -> str:

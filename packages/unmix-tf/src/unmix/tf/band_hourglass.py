@@ -18,7 +18,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from unmix.core.band_hourglass_options import read_band_hourglass_options
+from unmix.core.models.band_hourglass_options import read_band_hourglass_options
 
 
 def build_band_hourglass(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> keras.Model:

@@ -24,7 +24,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from unmix.core.hourglass_options import FRONT_KERNELS, read_hourglass_options
+from unmix.core.models.hourglass_options import FRONT_KERNELS, read_hourglass_options
 
 
 def build_hourglass(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> keras.Model:

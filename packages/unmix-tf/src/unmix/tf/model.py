@@ -10,11 +10,11 @@ Training runs a compiled `tf.function` step of our own (GradientTape, then
 - the same step runs under any tf.distribute strategy through `strategy.run`.
 
 Batches are fed to the step straight from the iterable. A `tf.data.Dataset.from_generator`
-pipeline with prefetch was measured against it (benchmarks/bench_tf_training.py, tiny hourglass,
-2-core CPU): about 31 ms per step either way, and 43-53 ms direct against 51 ms with 10 ms of
-pipeline work per batch, so no consistent gain (core's loader already works in parallel
-workers). It would also turn core's one-line data errors (an unreadable song) into TensorFlow
-errors raised from another thread, and keep pulling batches after the driver stops an epoch.
+pipeline with prefetch was measured against it (benchmarks/bench_tf_training.py, numbers in
+benchmarks/README.md): no consistent gain, with or without pipeline work per batch to overlap
+(core's loader already works in parallel workers). It would also turn core's one-line data
+errors (an unreadable song) into TensorFlow errors raised from another thread, and keep pulling
+batches after the driver stops an epoch.
 
 Checkpoints are single `.keras` files (architecture, weights and optimiser state, plus an
 `unmix.json` entry with the loss and metric names), written under a temporary name and renamed
@@ -41,11 +41,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from unmix.core.config_schema import Configuration
-from unmix.core.errors import ModelError
+from unmix.core.config.schema import Configuration
+from unmix.core.errors import ModelError, first_line
 from unmix.core.files import atomic_path
 from unmix.core.interfaces import Batch, Metrics
-from unmix.core.model_options import check_checkpoint_fits
+from unmix.core.models.losses import check_output_fits_loss
+from unmix.core.models.mixed_precision import take_mixed_precision
+from unmix.core.models.options import check_checkpoint_fits
+from unmix.core.training.running_means import RunningMeans
 from unmix.tf.distribution import strategy_for
 from unmix.tf.losses import get_loss, get_metric
 from unmix.tf.optimizers import make_optimizer
@@ -65,10 +68,8 @@ def build_model(
     """Check the configuration's loss, optimiser and options, then build network and optimiser under the strategy."""
     training = settings.training
     options = dict(training.model.options)
-    mixed_precision = options.pop("mixed_precision", False)
-    if not isinstance(mixed_precision, bool):
-        raise ModelError(f"training.model.options.mixed_precision must be true or false, not {mixed_precision!r}")
-    loss = get_loss(training.loss_function)
+    mixed_precision = take_mixed_precision(options)
+    get_loss(training.loss_function)
     for metric in training.metrics:
         get_metric(metric)
     input_shape = tuple(int(size) for size in input_shape)
@@ -76,12 +77,7 @@ def build_model(
     with strategy.scope(), _dtype_policy(mixed_precision):
         optimizer = make_optimizer(training.optimizer.name, training.optimizer.lr, mixed_precision)
         network = network_builder(options, input_shape)
-    output_shape = tuple(network.output_shape[1:])
-    if loss.uses_input and output_shape != input_shape:
-        raise ModelError(
-            f"training.loss_function '{training.loss_function}' multiplies the output by the input window, but "
-            f"model '{name}' outputs {output_shape} for inputs {input_shape}: use a loss such as mean_squared_error"
-        )
+    check_output_fits_loss(training.loss_function, name, input_shape, tuple(network.output_shape[1:]))
     if mixed_precision and not tf.config.list_physical_devices("GPU"):
         log.warning("mixed_precision is on but there is no GPU: training works, but is not faster than float32")
     description = {
@@ -109,7 +105,7 @@ def load_checkpoint_model(path: str | os.PathLike[str], distribution: str = "non
         try:
             network = keras.saving.load_model(path, compile=True)
         except (ValueError, OSError, KeyError, TypeError) as error:
-            reason = _first_line(error)
+            reason = first_line(error)
             raise ModelError(f"checkpoint '{path}' cannot be read ({reason}); use another checkpoint") from None
     return KerasSeparationModel(network, network.optimizer, description, strategy)
 
@@ -154,14 +150,14 @@ class KerasSeparationModel:
 
     def train_epoch(self, batches: Iterable[Batch], steps: int, on_batch: Callable[[int, Metrics], None]) -> Metrics:
         """`on_batch(step, running means)` after every batch, step counting from 0 as Keras' callbacks do."""
-        running = _RunningMean()
+        running = RunningMeans()
         for step, (inputs, targets) in zip(range(steps), batches, strict=False):
             running.add(self._train_step(*self._distribute(inputs, targets)), len(inputs))
             on_batch(step, running.values())
         return running.result("training")
 
     def evaluate(self, batches: Iterable[Batch], steps: int) -> Metrics:
-        running = _RunningMean()
+        running = RunningMeans()
         for _, (inputs, targets) in zip(range(steps), batches, strict=False):
             running.add(self._evaluate_step(*self._distribute(inputs, targets)), len(inputs))
         return running.result("validation")
@@ -215,7 +211,7 @@ class KerasSeparationModel:
             try:
                 self.network.load_weights(path)
             except (ValueError, OSError, KeyError) as error:
-                reason = _first_line(error)
+                reason = first_line(error)
                 raise ModelError(f"checkpoint '{path}' cannot be loaded ({reason}); use another checkpoint") from None
 
     def _distribute(self, inputs: np.ndarray, targets: np.ndarray) -> tuple[Any, Any]:
@@ -288,27 +284,6 @@ class KerasSeparationModel:
         return reduced
 
 
-class _RunningMean:
-    """Batch-size weighted means of the step results, like the numbers Keras' progress bar shows."""
-
-    def __init__(self) -> None:
-        self._sums: dict[str, float] = {}
-        self._count = 0
-
-    def add(self, measured: Mapping[str, tf.Tensor], count: int) -> None:
-        self._count += count
-        for name, value in measured.items():
-            self._sums[name] = self._sums.get(name, 0.0) + float(value) * count
-
-    def values(self) -> Metrics:
-        return {name: total / self._count for name, total in self._sums.items()}
-
-    def result(self, split: str) -> Metrics:
-        if not self._count:
-            raise ModelError(f"no {split} batches: the {split} data is empty")
-        return self.values()
-
-
 def _batch_share(inputs: tf.Tensor) -> tf.Tensor:
     """This replica's fraction of the examples in the step, over all replicas and workers."""
     count = tf.cast(tf.shape(inputs)[0], tf.float32)
@@ -354,9 +329,4 @@ def _read_description(path: Path) -> dict[str, Any]:
                 raise ModelError(f"checkpoint '{path}' is a Keras model file but was not written by unmix")
             return json.loads(archive.read(DESCRIPTION_ENTRY))
     except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise ModelError(f"{damaged} ({_first_line(error)}): use another checkpoint") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise ModelError(f"{damaged} ({first_line(error)}): use another checkpoint") from None

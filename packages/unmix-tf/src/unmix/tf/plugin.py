@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from unmix.core.config_schema import Configuration
+from unmix.core.config.schema import Configuration
 from unmix.core.errors import UnmixError
 from unmix.core.hookspecs import Register, hookimpl
 
@@ -33,8 +33,8 @@ WINDOW_NETWORKS = {
 # options before any data is decoded: name -> (module, function). The seed's other networks read
 # theirs while they are built.
 OPTION_READERS = {
-    "hourglass": ("unmix.core.hourglass_options", "read_hourglass_options"),
-    "band-hourglass": ("unmix.core.band_hourglass_options", "read_band_hourglass_options"),
+    "hourglass": ("unmix.core.models.hourglass_options", "read_hourglass_options"),
+    "band-hourglass": ("unmix.core.models.band_hourglass_options", "read_band_hourglass_options"),
 }
 # Networks that predict only the centre transformation.options.step frames of each window.
 FRAME_NETWORKS = {

@@ -1,8 +1,8 @@
 """The seed's other working networks, kept so its comparison configurations still train.
 
-These are reconstructions from SEED-NOTES 3.3 (the seed's source is not in this repository), so
-layer order and sizes follow the notes; where the notes leave a detail open the choice is
-written next to the code. What changed on purpose:
+These are reconstructions from the description in docs/original-system.md §3.5 (the seed's
+source is not in this repository), so layer order and sizes follow that description; where it
+leaves a detail open the choice is written next to the code. What changed on purpose:
 
 - The seed hard-coded 769 bins and one channel; here height and channels come from the input
   shape, so any fft_length and stereo work.
@@ -25,7 +25,7 @@ import keras
 from keras import layers
 
 from unmix.core.errors import ModelError
-from unmix.core.model_options import check_range, read_options
+from unmix.core.models.options import check_range, read_options
 
 LEAKY_DEFAULTS: dict[str, Any] = {"alpha1": 0.1, "alpha2": 0.01, "dropout_rate": 0.5}
 MASK_DEFAULTS: dict[str, Any] = {"alpha": 0.3, "dropout_rate": 0.5, "filter_factor": 1}
@@ -34,8 +34,9 @@ RNN_DEFAULTS: dict[str, Any] = {"alpha": 0.3}
 # Filters of the leaky-ReLU U-Net: first convolution, first and second downsampling level,
 # bottleneck, the two upsampling levels, and the last convolutions before the output.
 SMALL_FILTERS = {"first": 64, "down1": 64, "down2": 64, "bottom": 128, "up2": 64, "up1": 64, "last": (64, 64, 32)}
-# The seed's LargeLeakyReLU: "same topology with 512/256/128/64 filters"; the notes give no
-# per-layer table, so the filters double at each level down to a 512-filter bottleneck.
+# The seed's LargeLeakyReLU: LeakyReLU's topology with 512/256/128/64 filters; the description
+# (docs/original-system.md §3.5) gives no per-layer table, so the filters double at each level
+# down to a 512-filter bottleneck.
 LARGE_FILTERS = {
     "first": 64, "down1": 128, "down2": 256, "bottom": 512, "up2": 256, "up1": 128, "last": (128, 64, 32)
 }
@@ -177,7 +178,7 @@ def _frame_mask(
     factor, alpha, dropout = options["filter_factor"], options["alpha"], options["dropout_rate"]
 
     def convolutions(x: Any, counts: Sequence[int]) -> Any:
-        # The notes give no kernel size; 3x3 "same" like every other seed network.
+        # docs/original-system.md §3.5 gives no kernel size; 3x3 "same" like every other seed network.
         for count in counts:
             x = layers.Conv2D(count * factor, 3, padding="same", kernel_initializer="he_normal")(x)
             x = layers.LeakyReLU(negative_slope=alpha)(x)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-from unmix.core.band_hourglass_options import read_band_hourglass_options
+from unmix.core.models.band_hourglass_options import read_band_hourglass_options
 from unmix.torch.hourglass import BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM
 
 

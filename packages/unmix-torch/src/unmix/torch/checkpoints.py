@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from unmix.core.errors import ModelError
+from unmix.core.errors import ModelError, first_line
 from unmix.core.files import atomic_path
 
 FORMAT = "unmix-torch"
@@ -54,7 +54,7 @@ def load(path: Path, device: torch.device) -> dict[str, Any]:
         contents = torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise ModelError(
-            f"checkpoint '{path}' is not a readable PyTorch checkpoint ({_first_line(error)}; it may have been cut "
+            f"checkpoint '{path}' is not a readable PyTorch checkpoint ({first_line(error)}; it may have been cut "
             "short): use another checkpoint"
         ) from None
     if not isinstance(contents, dict) or contents.get("format") != FORMAT:
@@ -75,8 +75,3 @@ def _is_keras(path: Path) -> bool:
     except (zipfile.BadZipFile, OSError):
         return False
     return "config.json" in names and "model.weights.h5" in names
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

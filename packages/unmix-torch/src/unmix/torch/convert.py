@@ -1,7 +1,7 @@
 """Weights from a Keras network (unmix-tf) into the PyTorch one: the two backends are one network.
 
 Covers the hourglass and the band hourglass. Useful to check exactly that
-(tests/torch/test_cross_backend.py, tests/test_band_hourglass.py), and to run a model trained
+(tests/cross_backend/test_cross_backend.py, tests/test_band_hourglass.py), and to run a model trained
 with the Keras backend, such as the published guitar and piano models, under PyTorch:
 
 ```python

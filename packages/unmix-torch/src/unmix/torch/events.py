@@ -2,10 +2,11 @@
 
 Core's tensorboard callback asks the backend to write them (`write_scalars`). PyTorch's own
 `torch.utils.tensorboard` would do, but it imports TensorFlow whenever TensorFlow is installed
-(as it is beside unmix-tf): 3.4 s and a screenful of TensorFlow logs on the development machine.
+(as it is beside unmix-tf): seconds of start-up and a screenful of TensorFlow logs.
 The event file is simple (TFRecord framing around `Event` protocol buffers), so this module
 writes it with the `tensorboard` package's protobufs and record framing alone, into a plain
-file opened for appending: 0.2 s to import. Without the `tensorboard` package (an optional
+file opened for appending, which imports in a fraction of that time (benchmarks/README.md
+has both timings and the commands). Without the `tensorboard` package (an optional
 dependency: `pip install unmix-torch[tensorboard]`) it says so once and writes nothing.
 """
 

@@ -4,7 +4,7 @@ The same network as `unmix.tf.hourglass` (itself a port of unmix-net's `models/h
 after Park et al. 2018), layer for layer, so that the two backends are one model: the same
 options give the same trainable parameter counts (splitstrument's guitar options: 7,713,857),
 and weights copied from a Keras hourglass give the same mask (`unmix.torch.convert`,
-tests/torch/test_cross_backend.py). To get there it keeps Keras' conventions where PyTorch's
+tests/cross_backend/test_cross_backend.py). To get there it keeps Keras' conventions where PyTorch's
 defaults differ:
 
 - Batch norm uses Keras' epsilon 1e-3 and moving-average momentum 0.99 (PyTorch: 1e-5 and 0.1,
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-from unmix.core.hourglass_options import FRONT_KERNELS, read_hourglass_options
+from unmix.core.models.hourglass_options import FRONT_KERNELS, read_hourglass_options
 
 # Keras' BatchNormalization defaults, in PyTorch's terms.
 BATCH_NORM_EPSILON = 1e-3

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from unmix.core.config import LoadedConfiguration
+    from unmix.core.config.loader import LoadedConfiguration
 
 READY_VARIABLE = "UNMIX_DDP_READY_FILE"
 """Names the file a rank touches when its data is ready and it joins the process group."""
@@ -86,7 +86,7 @@ def train_ddp(configurations: tuple[str, ...], processes: int | None, workingdir
 
 def check_configurations(configurations: tuple[str, ...], resume: str | None) -> list[LoadedConfiguration]:
     """Refuse, before starting anything, a configuration that would train N separate copies."""
-    from unmix.core.config import load_configuration
+    from unmix.core.config.loader import load_configuration
     from unmix.core.errors import UnmixError
     from unmix.core.runs import open_run_folder
 
@@ -104,7 +104,7 @@ def check_configurations(configurations: tuple[str, ...], resume: str | None) ->
 
 def prepare_data(loaded: LoadedConfiguration) -> None:
     """Build the collection's caches here, once, before any rank looks for them."""
-    from unmix.core.training_data import prepare_training_data
+    from unmix.core.data.training_data import prepare_training_data
 
     data = prepare_training_data(loaded)
     for source in (data.training, data.validation):

@@ -1,47 +1,33 @@
-"""Losses and metrics by the seed's names, with the Keras backend's definitions.
+"""PyTorch formulas for the losses and metrics that `unmix.core.models.losses` declares.
 
-Every loss takes (targets, outputs, inputs): the seed's production loss `L11_loss` multiplies the
-predicted mask by the network input (`model.input` in the seed's Keras closure), so the network
-stays a plain mask predictor and `predict()` returns the raw mask. Losses that do not need the
-input ignore it. The numbers match `unmix.tf.losses` (same clipping constants), so results.csv
-reads the same whichever backend trained.
+Which names exist, how they are looked up, how processes' values combine and which losses see
+the network input are declared once in core, with the clipping constants; this module holds only
+the tensor arithmetic. The numbers match `unmix.tf.losses` (tests/cross_backend/test_losses.py
+checks), so results.csv reads the same whichever backend trained.
 
-`summed` marks losses whose value grows with the batch (L11_loss sums over batch, frequency,
-time and channel). Under DDP the gradients of the processes are averaged, so a summed loss is
+Under DDP the gradients of the processes are averaged, so a summed loss (reduction "sum") is
 scaled by the number of processes before the backward pass: the update then equals the
 one-process update on the whole (all processes') batch, as under tf.distribute.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
-import attrs
 import torch
 
-from unmix.core.errors import ModelError
+from unmix.core.models.losses import (
+    EPSILON,
+    SQRT_FLOOR,
+    Loss,
+    Metric,
+    bind_losses,
+    bind_metrics,
+    find_loss,
+    find_metric,
+)
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-# Keras' epsilon: the clipping the seed's Keras 2 losses applied before logarithms.
-EPSILON = 1e-7
-# Below this, a square root's gradient is infinite; clamping keeps a perfect fit from producing NaN weights.
-SQRT_FLOOR = 1e-12
-
-
-@attrs.frozen
-class Loss:
-    function: LossFunction
-    summed: bool = False
-    uses_input: bool = False
-
-
-@attrs.frozen
-class Metric:
-    function: Callable[[torch.Tensor], torch.Tensor]
-    # How values of several batches (and processes) combine: "mean" weights by batch size, "max" takes the largest.
-    reduction: str = "mean"
 
 
 def _mean_squared_error(targets: torch.Tensor, outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -84,43 +70,32 @@ def _l11_loss_mean(targets: torch.Tensor, outputs: torch.Tensor, inputs: torch.T
     return torch.mean(torch.abs(targets - inputs * outputs))
 
 
-LOSSES: dict[str, Loss] = {
-    "mean_squared_error": Loss(_mean_squared_error),
-    "mean_absolute_error": Loss(_mean_absolute_error),
-    "mean_squared_log_error": Loss(_mean_squared_log_error),
-    "squared_hinge": Loss(_squared_hinge),
-    "root_mean_squared_error": Loss(_root_mean_squared_error),
-    "binary_crossentropy": Loss(_binary_crossentropy),
-    # The seed's K.mean over all axes; the same number as mean_squared_error for equally sized windows.
-    "mean_squared_error_noaxis": Loss(_mean_squared_error),
-    "euclidean_loss": Loss(_euclidean_loss, summed=True),
-    "L11_loss": Loss(_l11_loss, summed=True, uses_input=True),
-    # Not in the seed: L11_loss divided by the number of values, so the learning rate that suits
-    # it does not depend on batch size, window size or mono/stereo.
-    "L11_loss_mean": Loss(_l11_loss_mean, uses_input=True),
+LOSS_FORMULAS: dict[str, LossFunction] = {
+    "mean_squared_error": _mean_squared_error,
+    "mean_absolute_error": _mean_absolute_error,
+    "mean_squared_log_error": _mean_squared_log_error,
+    "squared_hinge": _squared_hinge,
+    "root_mean_squared_error": _root_mean_squared_error,
+    "binary_crossentropy": _binary_crossentropy,
+    "euclidean_loss": _euclidean_loss,
+    "L11_loss": _l11_loss,
+    "L11_loss_mean": _l11_loss_mean,
 }
 
-METRICS: dict[str, Metric] = {
-    "mean_pred": Metric(torch.mean),
-    "max_pred": Metric(torch.max, reduction="max"),
+METRIC_FORMULAS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "mean_pred": torch.mean,
+    "max_pred": torch.max,
 }
+
+LOSSES: dict[str, Loss] = bind_losses(LOSS_FORMULAS)
+METRICS: dict[str, Metric] = bind_metrics(METRIC_FORMULAS)
 
 
 def get_loss(name: str) -> Loss:
-    return LOSSES[_find(name, LOSSES, "training.loss_function", "loss", "losses")]
+    """The configured loss with this backend's formula; an unknown name is core's one-line error."""
+    return LOSSES[find_loss(name).name]
 
 
 def get_metric(name: str) -> Metric:
-    return METRICS[_find(name, METRICS, "training.metrics", "metric", "metrics")]
-
-
-def _find(name: str, known: dict, key: str, kind: str, kinds: str) -> str:
-    """The exact name, else a case-insensitive match: configurations write `l11_loss` as often as `L11_loss`."""
-    if name in known:
-        return name
-    for candidate in known:
-        if candidate.lower() == str(name).lower():
-            return candidate
-    close = difflib.get_close_matches(str(name), list(known), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ModelError(f"{key}: unknown {kind} '{name}'{hint}; known {kinds}: {', '.join(known)}")
+    """The configured metric with this backend's formula; an unknown name is core's one-line error."""
+    return METRICS[find_metric(name).name]

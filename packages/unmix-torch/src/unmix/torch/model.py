@@ -7,14 +7,13 @@ Things worth knowing:
 - Memory format: the weights live in channels-last memory, and an incoming NHWC batch becomes an
   NCHW tensor by a permute that copies nothing (its strides are exactly channels-last), so no
   batch is transposed in memory, in or out. It is PyTorch's recommended layout for convolutions
-  on oneDNN (CPU) and on tensor-core GPUs; on the 2-core AMD development machine it measured no
-  slower than NCHW (quickstart hourglass, batch 2: 0.19 against 0.22 s per training step; the
-  full-width one equal within noise).
+  on oneDNN (CPU) and on tensor-core GPUs, and on a CPU it measured no slower than NCHW, for the
+  quickstart's narrow hourglass and the full-width one (benchmarks/README.md).
 - Threads: `torch.set_num_threads` is left alone; PyTorch's default (one thread per core) or
   OMP_NUM_THREADS decide, as the user set them. `unmix train-ddp` divides the cores between its
   processes unless OMP_NUM_THREADS is set. On a machine shared with other busy processes,
-  OpenMP's spinning threads slow PyTorch down steeply (a quickstart step took 3.3 s with two
-  threads against 0.36 s with one on the loaded development machine); OMP_NUM_THREADS=1 or
+  OpenMP's spinning threads slow PyTorch down steeply, so that two threads can be many times
+  slower than one (benchmarks/bench_torch.py, benchmarks/README.md); OMP_NUM_THREADS=1 or
   OMP_WAIT_POLICY=PASSIVE avoids that.
 - Device: the GPU when PyTorch sees one (under DDP, the one of LOCAL_RANK), else the CPU.
 - `training.model.options.mixed_precision: true` runs forward passes in float16 with a dynamic
@@ -34,10 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from unmix.core.config_schema import Configuration
+from unmix.core.config.schema import Configuration
 from unmix.core.errors import ModelError
 from unmix.core.interfaces import Batch, Metrics
-from unmix.core.model_options import check_checkpoint_fits
+from unmix.core.models.losses import check_output_fits_loss
+from unmix.core.models.mixed_precision import take_mixed_precision
+from unmix.core.models.options import check_checkpoint_fits
+from unmix.core.training.running_means import RunningMeans
 from unmix.torch import checkpoints
 from unmix.torch.distributed import (
     CONTINUE,
@@ -65,9 +67,7 @@ def build_model(name: str, settings: Configuration, input_shape: tuple[int, int,
     """Check the configuration's loss, metrics, optimiser, distribution and options, then build."""
     training = settings.training
     options = dict(training.model.options)
-    mixed_precision = options.pop("mixed_precision", False)
-    if not isinstance(mixed_precision, bool):
-        raise ModelError(f"training.model.options.mixed_precision must be true or false, not {mixed_precision!r}")
+    mixed_precision = take_mixed_precision(options)
     get_loss(training.loss_function)
     for metric in training.metrics:
         get_metric(metric)
@@ -75,11 +75,7 @@ def build_model(name: str, settings: Configuration, input_shape: tuple[int, int,
     input_shape = tuple(int(size) for size in input_shape)
     network = network_builder(options, input_shape)
     output_shape = summarize(lambda: network_builder(options, input_shape), input_shape).output_shape
-    if get_loss(training.loss_function).uses_input and output_shape != input_shape:
-        raise ModelError(
-            f"training.loss_function '{training.loss_function}' multiplies the output by the input window, but "
-            f"model '{name}' outputs {output_shape} for inputs {input_shape}: use a loss such as mean_squared_error"
-        )
+    check_output_fits_loss(training.loss_function, name, input_shape, output_shape)
     description = {
         "model": name,
         "options": options,
@@ -307,7 +303,7 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
 
 
 class _Tally:
-    """Batch-size weighted means (and maxima) of the step results, summed over DDP processes at the end.
+    """Core's running means of the step results, plus the maxima, summed over DDP processes at the end.
 
     A summed loss (L11_loss) of one optimiser step under DDP is the sum of the processes' losses,
     so its epoch value is the mean per process batch times the number of processes: the same
@@ -320,38 +316,32 @@ class _Tally:
         self._maxima = sorted(name for name, metric in metrics.items() if metric.reduction == "max")
         self._loss_scale = group.world_size if group is not None and loss.summed else 1
         self._group = group
-        self._sums: dict[str, float] = {}
+        self._running = RunningMeans()
         self._largest: dict[str, float] = {}
-        self._count = 0
 
     def add(self, measured: Mapping[str, torch.Tensor], count: int) -> None:
-        self._count += count
-        for name, value in measured.items():
-            number = float(value)
-            if name in self._maxima:
-                self._largest[name] = max(self._largest.get(name, -np.inf), number)
-            else:
-                self._sums[name] = self._sums.get(name, 0.0) + number * count
+        self._running.add({name: value for name, value in measured.items() if name not in self._maxima}, count)
+        for name in self._maxima:
+            if name in measured:
+                self._largest[name] = max(self._largest.get(name, -np.inf), float(measured[name]))
 
     def values(self) -> Metrics:
-        if not self._count:
-            return {}
-        values = {name: total / self._count for name, total in self._sums.items()}
-        if "loss" in values:
-            values["loss"] *= self._loss_scale
-        return {**values, **self._largest}
+        return self._with_maxima(self._running.values()) if self._running.count else {}
 
     def result(self, split: str) -> Metrics:
         if self._group is not None:
             self._combine(self._group)
-        if not self._count:
-            raise ModelError(f"no {split} batches: the {split} data is empty")
-        return self.values()
+        return self._with_maxima(self._running.result(split))
+
+    def _with_maxima(self, means: dict[str, float]) -> Metrics:
+        """The processes' summed loss (see the class docstring), then the maxima after the means."""
+        if "loss" in means:
+            means["loss"] *= self._loss_scale
+        return {**means, **self._largest}
 
     def _combine(self, group: ProcessGroup) -> None:
-        totals = group.total([self._count, *(self._sums.get(name, 0.0) for name in self._means)])
-        self._count = int(round(totals[0]))
-        self._sums = dict(zip(self._means, totals[1:], strict=True))
+        totals = group.total([self._running.count, *(self._running.total(name) for name in self._means)])
+        self._running = RunningMeans(int(round(totals[0])), dict(zip(self._means, totals[1:], strict=True)))
         if self._maxima:
             largest = group.total([self._largest.get(name, -np.inf) for name in self._maxima], op="max")
             self._largest = dict(zip(self._maxima, largest, strict=True))

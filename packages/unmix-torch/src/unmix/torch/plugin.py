@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from unmix.core.config_schema import Configuration
+from unmix.core.config.schema import Configuration
 from unmix.core.hookspecs import Register, hookimpl
 
 BACKEND = "torch"
@@ -31,8 +31,8 @@ NETWORKS = {
 # Their option readers need no torch, so `unmix config check` and training check a network's options
 # before any data is decoded: name -> (module, function).
 OPTION_READERS = {
-    "hourglass": ("unmix.core.hourglass_options", "read_hourglass_options"),
-    "band-hourglass": ("unmix.core.band_hourglass_options", "read_band_hourglass_options"),
+    "hourglass": ("unmix.core.models.hourglass_options", "read_hourglass_options"),
+    "band-hourglass": ("unmix.core.models.band_hourglass_options", "read_band_hourglass_options"),
 }
 
 

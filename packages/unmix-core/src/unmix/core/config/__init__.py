@@ -1,0 +1,1 @@
+"""Configuration: jsonc files, `base` inheritance, value expressions, and the validated schema."""

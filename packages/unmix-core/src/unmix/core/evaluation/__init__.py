@@ -1,0 +1,1 @@
+"""Scoring separations: SDR/SIR/SAR, museval, SI-SDR, baselines, reports and plots."""

@@ -1,0 +1,440 @@
+"""Separating songs with a trained model: the engine, and streaming a file from decoder to encoder.
+
+A song is decoded at its own rate, resampled to the model's rate, separated in segments of
+`prediction.chunk_seconds` (with enough context on each side that the result equals separating
+the whole song at once: `unmix.core.separation.engine.SegmentPlan`), resampled back and written by the
+exporter as it goes. Memory depends on the segment length, not on the song's. The stems come out
+at the input's rate, channel count and exact length; the rest is the mix minus the target, so
+the two stems always add up to the input.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import string
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Protocol, runtime_checkable
+
+import attrs
+import numpy as np
+from tqdm import tqdm
+
+from unmix.core.config.loader import LoadedConfiguration, load_configuration
+from unmix.core.config.schema import Configuration
+from unmix.core.data.streaming import AudioReader, Resampler
+from unmix.core.data.transforms import Transform, create_transform
+from unmix.core.errors import UnmixError
+from unmix.core.interfaces import Exporter, ExportOptions, SeparationModel, SongInput, Source, StemWriter
+from unmix.core.models.factory import build_model
+from unmix.core.plugins import plugin_manager
+from unmix.core.runs import RunFolder, RunFolderError, open_run_folder
+from unmix.core.separation.engine import SegmentPlan, SeparationSettings, separate_segment
+
+log = logging.getLogger("unmix")
+REST = "rest"
+_READ_BLOCK = 65536
+
+
+@attrs.define
+class Engine:
+    """A model ready to separate: the network, its transform and the settings it was trained with."""
+
+    model: SeparationModel
+    transform: Transform
+    settings: Configuration
+    batch_size: int
+
+    @property
+    def sample_rate(self) -> int:
+        return self.settings.collection.sample_rate
+
+    @property
+    def target(self) -> str:
+        return self.settings.collection.target
+
+    @property
+    def separation_settings(self) -> SeparationSettings:
+        return SeparationSettings(fft_length=self.settings.spectrogram_generation.fft_length,
+                                  hop_length=self.settings.hop_length, model_channels=self.settings.channels,
+                                  batch_size=self.batch_size)
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        return self.model.predict(inputs)
+
+    def separate_samples(self, samples: np.ndarray) -> np.ndarray:
+        """The target for a whole (channels, samples) signal at the model's rate, in memory."""
+        return separate_segment(samples, 0, samples.shape[-1], self.transform, self.predict,
+                                self.separation_settings)
+
+
+@attrs.frozen
+class ModelFiles:
+    """A model's configuration and checkpoint, found and checked but not loaded.
+
+    Building the network is the slow part of `unmix predict`, so the command first checks every
+    input against these settings and only then calls `load_engine`.
+    """
+
+    loaded: LoadedConfiguration
+    checkpoint: Path
+    input_shape: tuple[int, ...] | None = None
+
+    @property
+    def settings(self) -> Configuration:
+        return self.loaded.settings
+
+
+def run_model_files(run: RunFolder) -> ModelFiles:
+    """The configuration and best checkpoint of a run folder (the seed used the last one)."""
+    loaded = run.load_configuration()
+    description = run.read_json(run.model_file)
+    checkpoint = run.folder("weights") / f"best{description.get('checkpoint_suffix', '')}"
+    if not checkpoint.is_file():
+        raise RunFolderError(f"run folder '{run.path}' has no best checkpoint ({checkpoint.name}); "
+                             "train it for at least one epoch first")
+    return ModelFiles(loaded, checkpoint, tuple(description["input_shape"]))
+
+
+def weights_model_files(weights: str | Path, configuration: str | Path) -> ModelFiles:
+    """A checkpoint file and the configuration it was trained with."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise UnmixError(f"weights file '{weights}' does not exist; give a checkpoint from a run's weights/ folder")
+    return ModelFiles(load_configuration(configuration), weights)
+
+
+def engine_from_run(run_folder: str | Path, batch_size: int | None = None) -> Engine:
+    """The engine of a run folder, with its best checkpoint."""
+    return load_engine(run_model_files(open_run_folder(run_folder)), batch_size)
+
+
+def engine_from_weights(weights: str | Path, configuration: str | Path, batch_size: int | None = None) -> Engine:
+    """An engine from a checkpoint file and the configuration it was trained with."""
+    return load_engine(weights_model_files(weights, configuration), batch_size)
+
+
+def load_engine(files: ModelFiles, batch_size: int | None = None) -> Engine:
+    """Build the network and load its checkpoint; `batch_size` None uses prediction.batch_size."""
+    settings = files.settings
+    transform = create_transform(settings)
+    bins = settings.spectrogram_generation.fft_length // 2 + 1
+    shape = files.input_shape or transform.input_shape(bins, settings.channels)
+    model = build_model(files.loaded, shape)
+    checkpoint = files.checkpoint
+    if checkpoint.suffix != model.checkpoint_suffix:
+        raise UnmixError(f"'{checkpoint}' is a {checkpoint.suffix} checkpoint but {files.loaded.path} builds a "
+                         f"{model.backend} model, which reads {model.checkpoint_suffix} files; "
+                         "use the configuration the weights were trained with")
+    model.load_checkpoint(checkpoint)
+    return Engine(model=model, transform=transform, settings=settings,
+                  batch_size=batch_size or settings.prediction.batch_size)
+
+
+@attrs.frozen
+class SeparatedSong:
+    song: str
+    seconds: float
+    files: dict[str, Path]
+
+
+TEMPLATE_FIELDS = ("song", "stem", "ext")
+_SHOWN_FILES = 3
+
+
+def check_template(template: str) -> None:
+    """Refuse a file name template that cannot name files inside the output folder.
+
+    Subfolders (`{song}/{stem}.{ext}`) are allowed; an absolute path or a `..` component is not,
+    because it would write outside --output.
+    """
+    prefix = f"file name template '{template}' (--filename or prediction.filename)"
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as error:
+        raise UnmixError(f"{prefix} is invalid ({error}); use the fields {{song}}, {{stem}} and {{ext}}") from None
+    unknown = [field for field in fields if field not in TEMPLATE_FIELDS]
+    if unknown:
+        raise UnmixError(f"{prefix} has the unknown field {{{unknown[0]}}}; use only {{song}}, {{stem}} and {{ext}}")
+    if "stem" not in fields:
+        raise UnmixError(f"{prefix} gives both stems the same name; include {{stem}}")
+    parts = re.split(r"[/\\]", template)
+    if PurePosixPath(template).is_absolute() or PureWindowsPath(template).is_absolute() or ".." in parts:
+        raise UnmixError(f"{prefix} leads outside the output folder; give a name inside it, such as "
+                         "'{song}_{stem}.{ext}', and choose the folder with --output")
+
+
+def _path_safe(song: str) -> str:
+    """A song name that cannot add folders to an output path: separators become '_', '.' and '..' too."""
+    name = re.sub(r"[/\\\x00]", "_", song)
+    return "_" if name in ("", ".", "..") else name
+
+
+def output_names(target: str, song: str, template: str, extension: str) -> dict[str, str]:
+    """File names (relative to the output folder) of the two stems from the `{song}_{stem}.{ext}` template."""
+    check_template(template)
+    song = _path_safe(song)
+    return {stem: template.format(song=song, stem=stem, ext=extension) for stem in (target, REST)}
+
+
+def output_files(target: str, song: str, folder: Path, template: str, extension: str) -> dict[str, Path]:
+    """The two stems' paths, which `check_template` and `_path_safe` keep inside `folder`."""
+    return {stem: folder / name for stem, name in output_names(target, song, template, extension).items()}
+
+
+def songs_outside_output(songs: Sequence[SongInput], songs_folder: Path | None, output: Path) -> list[SongInput]:
+    """The songs, without files inside an output folder that lies within the songs folder.
+
+    Otherwise a second run would take the first run's stems for songs. When the output folder
+    is the songs folder itself, every file stays a song, and `plan_outputs` refuses to overwrite any.
+    """
+    if songs_folder is None:
+        return list(songs)
+    output, songs_folder = output.resolve(), songs_folder.resolve()
+    if output == songs_folder or songs_folder not in output.parents:
+        return list(songs)
+    kept = [song for song in songs if output not in song.path.resolve().parents]
+    if not kept:
+        raise UnmixError(f"every audio file in '{songs_folder}' lies in the output folder '{output}'; "
+                         "choose another --songs folder or --output")
+    return kept
+
+
+def plan_outputs(target: str, songs: Sequence[SongInput], folder: Path, template: str, extension: str,
+                 overwrite: bool) -> list[dict[str, Path]]:
+    """Every song's output files, checked before anything is separated.
+
+    An input song is never overwritten, even with `overwrite`; two songs never write the same
+    file; an existing output file is replaced only with `overwrite`.
+    """
+    inputs = {song.path.resolve(): song for song in songs}
+    writers: dict[Path, str] = {}
+    plans = []
+    for song in songs:
+        files = output_files(target, song.name, folder, template, extension)
+        for stem, path in files.items():
+            resolved = path.resolve()
+            if resolved in inputs:
+                raise UnmixError(f"song '{song.name}' would write its {stem} stem to '{path}', which is an input song; "
+                                 "predict never overwrites its inputs, even with --overwrite; "
+                                 "choose a separate --output folder")
+            if resolved in writers:
+                raise UnmixError(f"songs '{writers[resolved]}' and '{song.name}' would both write '{path}'; "
+                                 "include {song} in --filename")
+            writers[resolved] = song.name
+        plans.append(files)
+    _refuse_existing([path for files in plans for path in files.values()], folder, overwrite)
+    return plans
+
+
+def _refuse_existing(paths: list[Path], folder: Path, overwrite: bool) -> None:
+    folders = [path for path in paths if path.is_dir()]
+    if folders:
+        raise UnmixError(f"output '{folders[0]}' is a folder; remove it or choose another --output or --filename")
+    existing = [path for path in paths if path.exists() or path.is_symlink()]
+    if existing and not overwrite:
+        shown = ", ".join(f"'{path.relative_to(folder)}'" for path in existing[:_SHOWN_FILES])
+        more = f" and {len(existing) - _SHOWN_FILES} more" if len(existing) > _SHOWN_FILES else ""
+        raise UnmixError(f"{len(existing)} output file{'s' if len(existing) > 1 else ''} already exist in "
+                         f"'{folder}' ({shown}{more}); pass --overwrite to replace them or choose another --output")
+
+
+def separate_file(engine: Engine, path: Path, output_folder: Path, exporter: Exporter, options: ExportOptions,
+                  template: str, song: str | None = None, progress: bool = True) -> SeparatedSong:
+    """Separate one file into `<song>_<target>` and `<song>_rest` in `output_folder`, replacing
+    existing outputs but never the input itself."""
+    song = song or path.stem
+    files = output_files(engine.target, song, Path(output_folder), template, exporter.extension)
+    for output in files.values():
+        if output.resolve() == path.resolve():
+            raise UnmixError(f"output '{output}' is the input song '{path}'; predict never overwrites its inputs; "
+                             "choose another output folder")
+    return separate_into(engine, path, files, exporter, options, song, progress)
+
+
+def separate_into(engine: Engine, path: Path, files: dict[str, Path], exporter: Exporter, options: ExportOptions,
+                  song: str, progress: bool = True) -> SeparatedSong:
+    """Separate one file into the stem files `files` (from `plan_outputs` or `output_files`)."""
+    reader = AudioReader(path)
+    rate, channels = reader.info.sample_rate, reader.info.channels
+    writers: dict[str, StemWriter] = {}
+    try:
+        for stem, output in files.items():
+            _create_folder(output.parent)
+            writers[stem] = exporter.open(output, rate, channels, options)
+        total = reader.info.frames
+        bar = tqdm(total=round(total / rate, 1) if total else None, desc=song[:40], unit="s", leave=False,
+                   disable=not progress, dynamic_ncols=True)
+        written = 0
+        with bar:
+            for target, rest in _separated_blocks(engine, reader, channels, rate):
+                writers[engine.target].write(target)
+                writers[REST].write(rest)
+                written += target.shape[1]
+                bar.update(round(target.shape[1] / rate, 1))
+        _close_stems(writers, song)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    finally:
+        reader.close()
+    return SeparatedSong(song=song, seconds=written / rate, files=dict(files))
+
+
+@runtime_checkable
+class PeakReportingWriter(Protocol):
+    """A `StemWriter` that reports its peak and its clipping (unmix-sources' writers do), so that
+    the stems of a song can be kept adding up to the input."""
+
+    peak: float
+    clipped_samples: int
+
+    def close(self, common_peak: float = 0.0) -> None: ...
+
+
+def _close_stems(writers: dict[str, StemWriter], song: str) -> None:
+    """Close a song's stems so that target + rest still equal the input: `normalize` scales every
+    stem by the gain of the loudest one, and samples that `clip` cut off are reported."""
+    reporting = [writer for writer in writers.values() if isinstance(writer, PeakReportingWriter)]
+    common_peak = max((writer.peak for writer in reporting), default=0.0)
+    for writer in writers.values():
+        if isinstance(writer, PeakReportingWriter):
+            writer.close(common_peak)
+        else:
+            writer.close()
+    clipped = sum(writer.clipped_samples for writer in reporting)
+    if clipped:
+        log.warning("song '%s': %d samples of its stems were above full scale (peak %.2f, %+.1f dBFS) and were "
+                    "clipped, so there target + rest no longer add up to the input; use --bit-depth float "
+                    "(wav) to keep them, or --peak normalize to scale both stems by one gain",
+                    song, clipped, common_peak, 20 * np.log10(common_peak))
+
+
+def _separated_blocks(engine: Engine, reader: AudioReader, channels: int,
+                      rate: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(target, rest) blocks at the input's rate, exactly as many samples as the input has.
+
+    The rest is the input minus the target at the input's rate, so nothing above the model's
+    Nyquist frequency is lost from the rest and the two stems add up to the input exactly.
+    """
+    model_rate = engine.sample_rate
+    to_model = Resampler(rate, model_rate, channels)
+    back_to_input = Resampler(model_rate, rate, channels)
+    plan = SegmentPlan.for_transform(engine.transform, engine.separation_settings,
+                                     round(engine.settings.prediction.chunk_seconds * model_rate))
+    model_samples = _SampleBuffer(channels, start=-plan.margin)
+    input_samples = _SampleBuffer(channels, start=0)
+    core_start = 0
+    finished = False
+    blocks = reader.blocks(_READ_BLOCK)
+    while not finished or core_start < model_samples.end:
+        while not finished and model_samples.end < core_start + plan.core + plan.margin:
+            block = next(blocks, None)
+            finished = block is None
+            if block is None:
+                block = np.zeros((channels, 0), np.float32)
+            input_samples.append(block)
+            model_samples.append(to_model.process(block, last=finished))
+        total = model_samples.end if finished else None
+        if total is not None and core_start >= total:
+            break
+        segment = model_samples.read(core_start - plan.margin, core_start + plan.core + plan.margin, total)
+        target = separate_segment(segment, core_start - plan.margin, total, engine.transform, engine.predict,
+                                  engine.separation_settings)
+        core_stop = core_start + plan.core if total is None else min(core_start + plan.core, total)
+        last = total is not None and core_stop >= total
+        target_out = back_to_input.process(target[:, plan.margin:plan.margin + core_stop - core_start], last=last)
+        yield from _with_rest(target_out, input_samples, last)
+        model_samples.drop_before(core_stop - plan.margin)
+        core_start = core_stop
+    if input_samples.samples.shape[1]:  # the resampler came up short: the input's last samples
+        yield from _with_rest(np.zeros((channels, 0), np.float32), input_samples, True)
+
+
+def _with_rest(target: np.ndarray, input_samples: _SampleBuffer,
+               last: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Pair target samples with the input samples at the same positions; at the end, match lengths."""
+    available = input_samples.samples.shape[1]
+    if last:
+        if target.shape[1] < available:
+            padding = np.zeros((target.shape[0], available - target.shape[1]), np.float32)
+            target = np.concatenate([target, padding], axis=1)
+        target = target[:, :available]
+    count = min(target.shape[1], available)
+    if count == 0:
+        return
+    mix = input_samples.samples[:, :count]
+    input_samples.drop_before(input_samples.start + count)
+    yield target[:, :count], mix - target[:, :count]
+
+
+class _SampleBuffer:
+    """Model-rate samples from absolute index `start` on; zeros before 0 and after the end."""
+
+    def __init__(self, channels: int, start: int) -> None:
+        self.channels = channels
+        self.start = start
+        self.samples = np.zeros((channels, -start if start < 0 else 0), np.float32)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.samples.shape[1]
+
+    def append(self, block: np.ndarray) -> None:
+        if block.shape[1]:
+            self.samples = np.concatenate([self.samples, block.astype(np.float32, copy=False)], axis=1)
+
+    def read(self, begin: int, stop: int, total: int | None) -> np.ndarray:
+        segment = np.zeros((self.channels, stop - begin), np.float32)
+        available_stop = min(stop, self.end if total is None else min(self.end, total))
+        lower = max(begin, self.start, 0)
+        if available_stop > lower:
+            inside = self.samples[:, lower - self.start:available_stop - self.start]
+            segment[:, lower - begin:available_stop - begin] = inside
+        return segment
+
+    def drop_before(self, index: int) -> None:
+        if index > self.start:
+            self.samples = self.samples[:, index - self.start:]
+            self.start = index
+
+
+def find_source(uri: str) -> Source:
+    """The first registered source (in name order) that claims `uri`: a file, a folder, a link, or
+    whatever a plugin understands (`tone://440`). Asked on every call, so late plugins take part."""
+    registry = plugin_manager().registry("sources")
+    for registration in registry:
+        if registration.thing.matches(uri):
+            return registration.thing
+    known = ", ".join(f"{r.name} [{r.plugin}]" for r in registry) or "none installed"
+    raise UnmixError(
+        f"'{uri}' is neither an existing audio file or folder nor a link a source understands "
+        f"(sources: {known}); check the path or the link"
+    )
+
+
+def exporter_for(format_name: str) -> Exporter:
+    exporter_class = plugin_manager().get("exporters", format_name)
+    return exporter_class() if isinstance(exporter_class, type) else exporter_class
+
+
+def prediction_output_folder(run: RunFolder | None, output: str | Path | None) -> Path:
+    """The output folder, checked but not created: --output, else the run's predictions/ folder."""
+    folder = Path(output) if output is not None else (run.path / "predictions" if run else Path("predictions"))
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                blocker = "it is a file" if candidate == folder else f"'{candidate}' is a file"
+                raise UnmixError(f"output folder '{folder}' cannot be created: {blocker}; choose another --output")
+            break
+    return folder
+
+
+def _create_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UnmixError(f"cannot create output folder '{folder}' ({error.strerror}); "
+                         "choose another --output") from None
