@@ -65,8 +65,9 @@ def demo(session: nox.Session) -> None:
     run = the_new_run_folder(session, earlier_runs)
     session.log(f"run folder: {run}")
     song = session.run("python", "-c", MIX_FIRST_TEST_SONG, data, f"{DEMO}/songs", silent=True).strip()
+    # --overwrite: a second `nox -s demo` replaces the stems of the first.
     session.run("unmix", "predict", "--run-folder", run, "--song", song, "--output", f"{DEMO}/separated",
-                env=environment)
+                "--overwrite", env=environment)
     session.run("unmix", "evaluate", "--run-folder", run, "--collection", data, "--jobs", "2", env=environment)
     session.log(f"listen: {DEMO}/separated/ (the separated test song); reports: {run}/evaluation.txt, plots/")
 

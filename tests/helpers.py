@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,10 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in errors[0], (fragment, errors[0])
+
+
+def ctrl_c_reaches_the_child() -> None:
+    """`preexec_fn` for a subprocess that a test interrupts: a shell that runs the suite in the background
+    (as CI may) starts it with SIGINT ignored, and a child inherits that; from a terminal, Ctrl-C finds
+    the command at its default disposition, which this restores."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import clean_environment, run_unmix, unmix_executable
+from tests.helpers import clean_environment, ctrl_c_reaches_the_child, run_unmix, unmix_executable
 from tests.tiny_models import TINY_OPTIONS
 from tests.training_fixtures import write_configuration, write_seed_collection
 from unmix.core.training.callbacks import read_results
@@ -65,6 +65,7 @@ class TrainingProcess:
         self.process = subprocess.Popen(
             [unmix_executable(), "train", str(configuration), "--workingdir", str(working_directory)],
             env=ENVIRONMENT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=ctrl_c_reaches_the_child,
         )
         self.stderr: list[str] = []
         self.progress: tuple[int, int, int] | None = None

@@ -26,7 +26,7 @@ from tests.bad_inputs.catalogue import (
     snapshot,
     write_tone,
 )
-from tests.helpers import unmix_executable
+from tests.helpers import ctrl_c_reaches_the_child, unmix_executable
 from tests.training_fixtures import gain_plugin_path, write_configuration, write_seed_collection
 
 # Every case runs the real `unmix` command in a subprocess (about a second each); the fast subset skips them.
@@ -155,7 +155,7 @@ def test_ctrl_c_during_generate_with_two_jobs_exits_130_with_one_line(tmp_path: 
     command = [unmix_executable(), "generate", "--path", str(raw), "--destination", str(data), "--jobs", "2",
                "--sample-rate", "22050"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=clean_environment(), start_new_session=True)
+                               env=clean_environment(), start_new_session=True, preexec_fn=ctrl_c_reaches_the_child)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:

@@ -23,7 +23,7 @@ from tests.bad_inputs.catalogue import (
     snapshot,
     write_tone,
 )
-from tests.helpers import CONFIGURATIONS, unmix_executable
+from tests.helpers import CONFIGURATIONS, ctrl_c_reaches_the_child, unmix_executable
 from tests.plugin_fixtures import install_plugin_distribution
 
 # Trains a run and runs the real `unmix` command on it; the fast subset skips this module.
@@ -271,7 +271,7 @@ def test_ctrl_c_during_predict_exits_130_and_leaves_nothing_half_written(trained
         [unmix_executable(), "predict", "--run-folder", str(run), "--songs", str(songs), "--output", str(output),
          "--format", "raw-slow"],
         env={**environment, "WRITER_STARTED": str(started)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        text=True, preexec_fn=ctrl_c_reaches_the_child,
     )
     deadline = time.monotonic() + 60
     while not started.exists() and process.poll() is None and time.monotonic() < deadline:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.helpers import clean_environment, run_unmix, unmix_executable
+from tests.helpers import clean_environment, ctrl_c_reaches_the_child, run_unmix, unmix_executable
 from tests.training_fixtures import gain_plugin_path, register_gain_model, write_configuration, write_seed_collection
 from unmix.core.training.callbacks import read_results
 from unmix.core.training.driver import train
@@ -63,7 +63,8 @@ def start_training(tmp_path, seconds_per_batch):
                                         seconds_per_batch=seconds_per_batch)
     environment = clean_environment(PYTHONPATH=gain_plugin_path(tmp_path / "site"))
     process = subprocess.Popen([unmix_executable(), "train", str(configuration), "--workingdir", str(tmp_path)],
-                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=ctrl_c_reaches_the_child)
     return process, environment
 
 
@@ -88,7 +89,8 @@ def test_ctrl_c_writes_a_checkpoint_and_the_run_resumes(tmp_path):
     assert (run / "weights" / "last.npz").is_file()
 
     resumed = subprocess.Popen([unmix_executable(), "train", "--resume", str(run)], env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=ctrl_c_reaches_the_child)
     wait_for_epochs(tmp_path, done + 1)
     resumed.send_signal(signal.SIGINT)
     resumed.communicate(timeout=60)

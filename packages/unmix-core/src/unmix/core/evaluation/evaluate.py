@@ -42,7 +42,7 @@ SEED_COLUMNS = {"voc_sdr": ("target", "bss_sdr"), "voc_sir": ("target", "bss_sir
 HEADLINE_METRICS = ("museval_sdr", "sdr", "si_sdr", "bss_sdr", "museval_sir", "museval_sar")
 METRIC_DESCRIPTIONS = {
     "museval_*": "museval BSSEval v4, 1 s frames, median over frames (SiSEC convention)",
-    "bss_*": "mir_eval bss_eval_sources on the whole track, per channel averaged (the seed's numbers)",
+    "bss_*": "mir_eval bss_eval_sources on the whole track, per channel averaged (as unmix.io published its numbers)",
     "si_sdr": "scale-invariant SDR over the whole track (Le Roux et al. 2019)",
     "sdr": "plain whole-track SDR, 10 log10 |s|^2 / |s - s_hat|^2",
 }
