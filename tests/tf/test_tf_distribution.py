@@ -104,7 +104,9 @@ def test_two_workers_train_like_one_process_on_both_batches(workers):
         np.testing.assert_allclose(first[name], value, rtol=1e-4, atol=1e-4, err_msg=name)
     moments = [name for name in sorted(first.files) if name.startswith("moments/")]
     for name, variable in zip(moments, model.optimizer.variables, strict=True):
-        np.testing.assert_allclose(first[name], np.asarray(variable), rtol=1e-3, atol=1e-7, err_msg=name)
+        # Summation order moves a moment near zero by a few 1e-7 (5.2e-7 seen in CI); gradients that were
+        # not averaged would move every moment by its own size, which these tolerances still catch.
+        np.testing.assert_allclose(first[name], np.asarray(variable), rtol=1e-3, atol=1e-6, err_msg=name)
 
 
 def test_a_batch_split_over_two_devices_trains_like_one_device():
