@@ -56,3 +56,13 @@ def ctrl_c_reaches_the_child() -> None:
     (as CI may) starts it with SIGINT ignored, and a child inherits that; from a terminal, Ctrl-C finds
     the command at its default disposition, which this restores."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def build_network(model: str, options: dict, input_shape: tuple[int, int, int]):
+    """The bare network of a registered kit model ("torch:hourglass"), built from `options` as training would."""
+    from unmix.core.plugins import plugin_manager
+
+    registered = plugin_manager().registry("models").get(model)
+    chosen = registered.read_options(options, input_shape)
+    chosen.pop("mixed_precision")
+    return registered.network_factory()(chosen, input_shape)

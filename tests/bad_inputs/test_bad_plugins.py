@@ -119,7 +119,7 @@ PLUGIN_WRITER = """
         def __init__(self, name):
             self.name = name
 
-        def open(self, path, sample_rate, channels, options):
+        def open(self, path, sample_rate, channels, options, *, song, stem, stems):
             return RawWriter(path, self.name.removeprefix("raw-"))
 
     @hookimpl

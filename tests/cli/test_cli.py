@@ -159,7 +159,8 @@ def test_tensorflow_start_up_lines_show_only_when_asked(tmp_path):
     debugged = run_unmix("train", str(configuration), "--workingdir", str(tmp_path / "debug"),
                          env={**environment, "UNMIX_DEBUG": "1"}, timeout=300)
     assert debugged.returncode == 0, debugged.stderr
-    assert "oneDNN custom operations" in debugged.stderr  # the lines exist, so the quiet run really hid them
+    # The lines exist, so the quiet run really hid them; which ones TensorFlow prints depends on the CPU.
+    assert any(noise in debugged.stderr for noise in TENSORFLOW_START_UP), debugged.stderr
 
 
 def test_an_unmix_error_shows_its_traceback_only_with_unmix_debug(tmp_path):

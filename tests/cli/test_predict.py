@@ -50,6 +50,24 @@ def test_predict_a_folder_with_weights_format_and_template(trained, tmp_path):
     assert soundfile.info(tmp_path / "out" / "vocals-b.flac").channels == 1
 
 
+def test_npz_writes_one_archive_per_song_whose_stems_add_up_to_it(trained, tmp_path):
+    run, _, environment = trained
+    songs = {name: write_song(tmp_path / "songs" / f"{name}.wav", channels=channels)
+             for name, channels in (("a", 2), ("b b", 1))}
+    result = run_unmix("predict", "--run-folder", str(run), "--songs", str(tmp_path / "songs"), "--output",
+                       str(tmp_path / "out"), "--format", "npz", env=environment)
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.npz", "b b.npz"]
+    for name, song in songs.items():
+        original, rate = soundfile.read(song, dtype="float32", always_2d=True)
+        with np.load(tmp_path / "out" / f"{name}.npz") as archive:
+            assert sorted(archive.files) == ["rest", "sample_rate", "vocals"] and int(archive["sample_rate"]) == rate
+            assert archive["vocals"].shape == original.T.shape
+            np.testing.assert_allclose(archive["vocals"] + archive["rest"], original.T, atol=1e-6)
+            np.testing.assert_allclose(archive["vocals"], 0.5 * original.T, atol=5e-3)
+        assert result.stdout.count(f"{name}.npz") == 1
+
+
 def test_bad_prediction_input_is_one_line(trained, tmp_path):
     run, configuration, environment = trained
     song = write_song(tmp_path / "song.wav")

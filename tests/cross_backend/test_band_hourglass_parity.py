@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import build_network
 from unmix.core.errors import ModelError
-from unmix.tf.band_hourglass import build_band_hourglass as build_keras_band_hourglass
-from unmix.torch.band_hourglass import build_band_hourglass
 from unmix.torch.convert import copy_keras_weights
 
 # Keras' own saving code converts variables in a way NumPy 2 deprecates; not ours to fix.
@@ -22,6 +21,14 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 # Three stacks and a kernel of 5 cover the recursion and the kernel layout; dropout is off in inference.
 PARITY_OPTIONS = {"bands": 12, "stacks": 3, "filters": 10, "kernel_size": 5, "dropoutfactor": 0.2}
 PARITY_TOLERANCE = 1e-4
+
+
+def build_band_hourglass(options, shape):
+    return build_network("torch:band-hourglass", options, shape)
+
+
+def build_keras_band_hourglass(options, shape):
+    return build_network("tensorflow:band-hourglass", options, shape)
 
 
 def randomise_batch_norm_statistics(keras_network, rng: np.random.Generator) -> None:

@@ -20,15 +20,13 @@ keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning")
 pytest.importorskip("unmix.tf.hourglass")
 
-from tests.helpers import CONFIGURATIONS  # noqa: E402
+from tests.helpers import CONFIGURATIONS, build_network  # noqa: E402
 from tests.torch.tiny import build, half_gain_batches, ignore, tiny_settings  # noqa: E402
 from unmix.core.config.loader import load_configuration  # noqa: E402
 from unmix.core.errors import ModelError  # noqa: E402
 from unmix.core.errors import ModelError as KerasModelError  # noqa: E402
 from unmix.core.plugins import plugin_manager  # noqa: E402
-from unmix.tf.hourglass import build_hourglass as build_keras_hourglass  # noqa: E402
 from unmix.torch.convert import copy_keras_weights  # noqa: E402
-from unmix.torch.hourglass import build_hourglass  # noqa: E402
 
 # Narrow front and head widths keep the test fast and cover those options; the seed's widths are
 # covered by the parameter counts (tests/torch/test_torch_models.py).
@@ -40,6 +38,14 @@ OPTIONS = {
 }
 INPUT_SHAPE = (129, 16, 2)
 TOLERANCE = 1e-4
+
+
+def build_hourglass(options, shape):
+    return build_network("torch:hourglass", options, shape)
+
+
+def build_keras_hourglass(options, shape):
+    return build_network("tensorflow:hourglass", options, shape)
 
 
 def randomise_batch_norm_statistics(network, rng: np.random.Generator) -> None:

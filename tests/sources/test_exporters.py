@@ -1,5 +1,6 @@
-"""Stem writers of unmix-sources: every format reads back, peaks are clipped or normalised, never
-wrapped, and a file exists whole or not at all."""
+"""Stem writers of unmix-sources: every format reads back, peaks are never wrapped (core applies
+--peak before a writer sees a block: tests/core/test_prediction.py), the npz writer holds every
+stem of a song in one archive, and a file exists whole or not at all."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from unmix.sources import exporters
 from unmix.sources.exporters import (
     FlacExporter,
     Mp3Exporter,
+    NpzExporter,
+    NpzSongWriter,
     OggExporter,
     StreamingStemWriter,
     WavExporter,
@@ -27,6 +30,9 @@ from unmix.sources.exporters import (
 RATE = 22050
 BLOCK = 4000
 DEFAULT_OPTIONS = ExportOptions()
+STEMS = ("vocals", "rest")
+NAMES = {"song": "song", "stem": "vocals", "stems": STEMS}
+"""What core passes a per-stem exporter's open(); the audio formats take their names from the path."""
 
 
 def tone(channels: int, seconds: float = 0.6, amplitude: float = 0.5, rate: int = RATE) -> np.ndarray:
@@ -39,7 +45,7 @@ def tone(channels: int, seconds: float = 0.6, amplitude: float = 0.5, rate: int 
 def write_in_blocks(
     exporter: object, path: Path, audio: np.ndarray, options: ExportOptions = DEFAULT_OPTIONS, rate: int = RATE
 ) -> None:
-    writer = exporter.open(path, rate, audio.shape[0], options)  # type: ignore[attr-defined]
+    writer = exporter.open(path, rate, audio.shape[0], options, **NAMES)  # type: ignore[attr-defined]
     for start in range(0, audio.shape[1], BLOCK):
         writer.write(audio[:, start : start + BLOCK])
     writer.close()
@@ -112,7 +118,7 @@ def test_flac_reads_back_losslessly(tmp_path: Path, channels: int, bit_depth: st
 
 def test_flac_refuses_float_samples_with_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match=r"flac stores 16 or 24-bit.*wav"):
-        FlacExporter().open(tmp_path / "song.flac", RATE, 2, ExportOptions(bit_depth="float"))
+        FlacExporter().open(tmp_path / "song.flac", RATE, 2, ExportOptions(bit_depth="float"), **NAMES)
     assert folder_entries(tmp_path) == []
 
 
@@ -182,11 +188,11 @@ def test_lossy_quality_settings_map_bitrates_as_documented() -> None:
 
 def test_mp3_refuses_rates_and_layouts_it_cannot_hold(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match=r"mp3 does not support 96000 Hz"):
-        Mp3Exporter().open(tmp_path / "a.mp3", 96000, 2, ExportOptions())
+        Mp3Exporter().open(tmp_path / "a.mp3", 96000, 2, ExportOptions(), **NAMES)
     with pytest.raises(AudioError, match=r"1 or 2 channels, not 6"):
-        Mp3Exporter().open(tmp_path / "a.mp3", 44100, 6, ExportOptions())
+        Mp3Exporter().open(tmp_path / "a.mp3", 44100, 6, ExportOptions(), **NAMES)
     with pytest.raises(AudioError, match=r"bitrate must be a positive"):
-        OggExporter().open(tmp_path / "a.ogg", 44100, 2, ExportOptions(bitrate_kbps=0))
+        OggExporter().open(tmp_path / "a.ogg", 44100, 2, ExportOptions(bitrate_kbps=0), **NAMES)
     assert folder_entries(tmp_path) == []
 
 
@@ -229,36 +235,24 @@ def test_clip_keeps_peaks_in_float_wav_which_can_hold_them(tmp_path: Path) -> No
     np.testing.assert_array_equal(read(path)[0], audio)
 
 
-def test_normalize_scales_a_file_above_full_scale_to_minus_0_1_dbfs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("peak", ["clip", "normalize"])
+def test_writers_leave_levels_to_core_whatever_the_peak_option(tmp_path: Path, peak: str) -> None:
+    """Core scales or clips before a block arrives; a writer that can store the samples stores them as given."""
     audio = loud_sine(2)
     path = tmp_path / "loud.wav"
-    write_in_blocks(WavExporter(), path, audio, ExportOptions(bit_depth="float", peak="normalize"))
-
-    decoded = read(path)[0]
-    assert decoded.shape == audio.shape
-    expected_gain = 10 ** (-0.1 / 20) / np.abs(audio).max()
-    np.testing.assert_allclose(decoded, audio * expected_gain, atol=1e-6)
+    write_in_blocks(WavExporter(), path, audio, ExportOptions(bit_depth="float", peak=peak))
+    np.testing.assert_array_equal(read(path)[0], audio)
     assert folder_entries(tmp_path) == ["loud.wav"]
 
 
-def test_normalize_leaves_a_file_within_full_scale_untouched(tmp_path: Path) -> None:
-    audio = tone(2, amplitude=0.25)
-    path = tmp_path / "quiet.wav"
-    write_in_blocks(WavExporter(), path, audio, ExportOptions(bit_depth="float", peak="normalize"))
-    np.testing.assert_array_equal(read(path)[0], audio)
-
-
-def test_normalize_streams_long_files_through_the_scratch_file(tmp_path: Path) -> None:
-    """More than one read-back block, with the loudest sample in the last block written."""
-    frames = exporters._READ_BACK_FRAMES * 2 + 123
-    audio = np.full((1, frames), 0.5, dtype=np.float32)
-    audio[0, -5] = 2.0
-    path = tmp_path / "long.flac"
-    write_in_blocks(FlacExporter(), path, audio, ExportOptions(bit_depth="24", peak="normalize"))
-    decoded = read(path)[0][0]
-    assert decoded.size == frames
-    assert decoded[-5] == pytest.approx(10 ** (-0.1 / 20), abs=1e-5)
-    assert decoded[0] == pytest.approx(0.5 * 10 ** (-0.1 / 20) / 2.0, abs=1e-5)
+def test_writers_say_whether_they_keep_peaks(tmp_path: Path) -> None:
+    float_wav = WavExporter().open(tmp_path / "a.wav", RATE, 2, ExportOptions(bit_depth="float"), **NAMES)
+    pcm_wav = WavExporter().open(tmp_path / "b.wav", RATE, 2, ExportOptions(bit_depth="24"), **NAMES)
+    npz = NpzExporter().open(tmp_path / "c.npz", RATE, 2, DEFAULT_OPTIONS, song="c", stem=None, stems=STEMS)
+    assert (float_wav.keeps_peaks, pcm_wav.keeps_peaks, npz.keeps_peaks) == (True, False, True)
+    for writer in (float_wav, pcm_wav, npz):
+        writer.abort()
+    assert folder_entries(tmp_path) == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,10 +260,9 @@ def test_normalize_streams_long_files_through_the_scratch_file(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("name", ["wav", "flac", "ogg", "mp3"])
-@pytest.mark.parametrize("peak", ["clip", "normalize"])
-def test_abort_leaves_neither_the_file_nor_temporary_files(tmp_path: Path, name: str, peak: str) -> None:
+def test_abort_leaves_neither_the_file_nor_temporary_files(tmp_path: Path, name: str) -> None:
     exporter = plugin_manager().registry("exporters").get(name)
-    writer = exporter.open(tmp_path / f"song.{name}", 44100, 2, ExportOptions(peak=peak))
+    writer = exporter.open(tmp_path / f"song.{name}", 44100, 2, ExportOptions(), **NAMES)
     audio = tone(2, rate=44100)
     writer.write(audio[:, :BLOCK])
     writer.write(audio[:, BLOCK : 2 * BLOCK])
@@ -285,7 +278,7 @@ def test_an_exception_inside_the_with_block_leaves_no_file(tmp_path: Path) -> No
     path = tmp_path / "song.wav"
     audio = tone(2)
     with pytest.raises(KeyboardInterrupt):
-        with WavExporter().open(path, RATE, 2, ExportOptions()) as writer:
+        with WavExporter().open(path, RATE, 2, ExportOptions(), **NAMES) as writer:
             writer.write(audio[:, :BLOCK])
             raise KeyboardInterrupt
     assert folder_entries(tmp_path) == []
@@ -295,7 +288,7 @@ def test_the_with_block_closes_and_an_existing_file_is_replaced_whole(tmp_path: 
     path = tmp_path / "song.wav"
     path.write_bytes(b"old contents")
     audio = tone(1)
-    with WavExporter().open(path, RATE, 1, ExportOptions(bit_depth="float")) as writer:
+    with WavExporter().open(path, RATE, 1, ExportOptions(bit_depth="float"), **NAMES) as writer:
         writer.write(audio)
         assert path.read_bytes() == b"old contents"
     np.testing.assert_array_equal(read(path)[0], audio)
@@ -306,7 +299,7 @@ def test_the_with_block_closes_and_an_existing_file_is_replaced_whole(tmp_path: 
 
 def test_a_failure_while_encoding_removes_the_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "song.wav"
-    writer = WavExporter().open(path, RATE, 2, ExportOptions())
+    writer = WavExporter().open(path, RATE, 2, ExportOptions(), **NAMES)
     audio = tone(2)
     writer.write(audio[:, :BLOCK])
 
@@ -322,11 +315,11 @@ def test_a_failure_while_encoding_removes_the_partial_file(tmp_path: Path, monke
 def test_a_missing_or_unusable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     with pytest.raises(AudioError, match=rf"the folder '{missing}' does not exist"):
-        WavExporter().open(missing / "song.wav", RATE, 2, ExportOptions())
+        WavExporter().open(missing / "song.wav", RATE, 2, ExportOptions(), **NAMES)
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
     with pytest.raises(AudioError, match=rf"'{not_a_folder}' is not a folder"):
-        FlacExporter().open(not_a_folder / "song.flac", RATE, 2, ExportOptions())
+        FlacExporter().open(not_a_folder / "song.flac", RATE, 2, ExportOptions(), **NAMES)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
@@ -336,7 +329,7 @@ def test_a_read_only_output_folder_is_a_clear_error(tmp_path: Path) -> None:
     folder.chmod(0o555)
     try:
         with pytest.raises(AudioError, match=rf"the folder '{folder}' is not writable"):
-            WavExporter().open(folder / "song.wav", RATE, 2, ExportOptions())
+            WavExporter().open(folder / "song.wav", RATE, 2, ExportOptions(), **NAMES)
     finally:
         folder.chmod(0o755)
 
@@ -351,12 +344,12 @@ def test_a_folder_that_refuses_the_temporary_file_is_a_clear_error(
 
     monkeypatch.setattr(exporters, "_SoundfileEncoder", refuse)
     with pytest.raises(AudioError, match=rf"Permission denied; check that the folder '{tmp_path}' is writable"):
-        WavExporter().open(tmp_path / "song.wav", RATE, 2, ExportOptions(peak="normalize"))
+        WavExporter().open(tmp_path / "song.wav", RATE, 2, ExportOptions(), **NAMES)
     assert folder_entries(tmp_path) == []
 
 
 def test_blocks_of_the_wrong_shape_or_with_nan_are_refused(tmp_path: Path) -> None:
-    writer = WavExporter().open(tmp_path / "song.wav", RATE, 2, ExportOptions())
+    writer = WavExporter().open(tmp_path / "song.wav", RATE, 2, ExportOptions(), **NAMES)
     with pytest.raises(ValueError, match=r"\(2, samples\)"):
         writer.write(np.zeros((1, 100), dtype=np.float32))
     with pytest.raises(ValueError, match=r"\(2, samples\)"):
@@ -369,8 +362,101 @@ def test_blocks_of_the_wrong_shape_or_with_nan_are_refused(tmp_path: Path) -> No
 
 
 def test_writers_satisfy_the_stem_writer_contract(tmp_path: Path) -> None:
-    writer = OggExporter().open(tmp_path / "a.ogg", RATE, 1, ExportOptions())
+    writer = OggExporter().open(tmp_path / "a.ogg", RATE, 1, ExportOptions(), **NAMES)
     assert isinstance(writer, StreamingStemWriter)
     for method in ("write", "close", "abort"):
         assert callable(getattr(writer, method))
     writer.abort()
+
+
+# --------------------------------------------------------------------------------------------
+# npz: one archive per song
+
+
+def open_npz(path: Path, channels: int = 2, rate: int = RATE) -> NpzSongWriter:
+    return NpzExporter().open(path, rate, channels, DEFAULT_OPTIONS, song=path.stem, stem=None, stems=STEMS)
+
+
+def test_npz_is_registered_as_a_per_song_format() -> None:
+    exporter = plugin_manager().registry("exporters").get("npz")
+    assert (exporter.name, exporter.extension, exporter.per_song) == ("npz", "npz", True)
+    assert not WavExporter().per_song
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_npz_holds_every_stem_and_the_sample_rate(tmp_path: Path, channels: int) -> None:
+    vocals = loud_sine(channels)
+    rest = tone(channels, seconds=0.3, amplitude=0.25)
+    path = tmp_path / "My Song.npz"
+    with open_npz(path, channels) as writer:
+        for start in range(0, vocals.shape[1], BLOCK):
+            writer.write_stems({"vocals": vocals[:, start : start + BLOCK], "rest": rest[:, start : start + BLOCK]})
+        assert "My Song.npz" not in folder_entries(tmp_path), "the archive must not appear before close()"
+    assert folder_entries(tmp_path) == ["My Song.npz"]
+    with np.load(path) as archive:
+        assert sorted(archive.files) == ["rest", "sample_rate", "vocals"]
+        assert int(archive["sample_rate"]) == RATE
+        assert archive["vocals"].dtype == np.float32 and archive["vocals"].shape == (channels, vocals.shape[1])
+        np.testing.assert_array_equal(archive["vocals"], vocals)  # beyond full scale, kept as it is
+        np.testing.assert_array_equal(archive["rest"], rest)
+
+
+def test_an_empty_song_gives_empty_stems(tmp_path: Path) -> None:
+    path = tmp_path / "silence.npz"
+    open_npz(path).close()
+    with np.load(path) as archive:
+        assert archive["vocals"].shape == (2, 0) and archive["rest"].shape == (2, 0)
+
+
+def test_npz_abort_leaves_neither_the_archive_nor_scratch_files(tmp_path: Path) -> None:
+    writer = open_npz(tmp_path / "song.npz")
+    audio = tone(2)
+    writer.write_stems({"vocals": audio[:, :BLOCK], "rest": audio[:, :BLOCK]})
+    assert folder_entries(tmp_path), "the stems wait in scratch files beside the archive"
+    writer.abort()
+    writer.abort()
+    assert folder_entries(tmp_path) == []
+    with pytest.raises(ValueError, match="aborted"):
+        writer.write_stems({"vocals": audio[:, :BLOCK], "rest": audio[:, :BLOCK]})
+
+
+def test_npz_replaces_an_existing_archive_whole(tmp_path: Path) -> None:
+    path = tmp_path / "song.npz"
+    path.write_bytes(b"old contents")
+    audio = tone(1)
+    with open_npz(path, channels=1) as writer:
+        writer.write_stems({"vocals": audio, "rest": -audio})
+        assert path.read_bytes() == b"old contents"
+    with np.load(path) as archive:
+        np.testing.assert_array_equal(archive["rest"], -audio)
+
+
+def test_npz_refuses_missing_stems_or_stems_of_different_lengths(tmp_path: Path) -> None:
+    writer = open_npz(tmp_path / "song.npz")
+    audio = tone(2)
+    with pytest.raises(ValueError, match="stems vocals, rest"):
+        writer.write_stems({"vocals": audio})
+    with pytest.raises(ValueError, match="one length"):
+        writer.write_stems({"vocals": audio, "rest": audio[:, :10]})
+    writer.abort()
+    assert folder_entries(tmp_path) == []
+
+
+def test_npz_refuses_a_stem_that_would_hide_the_sample_rate(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="stem named 'sample_rate'"):
+        NpzExporter().open(tmp_path / "s.npz", RATE, 2, DEFAULT_OPTIONS, song="s", stem=None,
+                           stems=("sample_rate", "rest"))
+    assert folder_entries(tmp_path) == []
+
+
+def test_a_full_disk_while_writing_npz_removes_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = open_npz(tmp_path / "song.npz")
+    audio = tone(2)
+
+    def disk_full(self: object, block: np.ndarray) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(exporters._ScratchFile, "append", disk_full)
+    with pytest.raises(AudioError, match=r"cannot write '.*song.npz': No space left on device"):
+        writer.write_stems({"vocals": audio, "rest": audio})
+    assert folder_entries(tmp_path) == []

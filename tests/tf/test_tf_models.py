@@ -152,7 +152,7 @@ def test_mask_loss_needs_a_network_that_outputs_the_whole_window():
 def test_unknown_option_of_an_optionless_model():
     with pytest.raises(UnmixError) as error:
         build(tiny_settings("unet", {"depth": 3}), (65, 16, 1))
-    assert "model 'unet' takes no options" in one_line_error(error)
+    assert "model 'unet' has no option 'depth'; its options are: mixed_precision" in one_line_error(error)
 
 
 def test_multi_worker_without_tf_config_is_refused(monkeypatch):

@@ -18,11 +18,20 @@ def config() -> None:
 @config.command()
 @click.argument("configuration", type=click.Path(dir_okay=False))
 def show(configuration: str) -> None:
-    """Print CONFIGURATION merged with its bases and validated, as JSON."""
-    from unmix.core.config.loader import load_configuration
+    """Print CONFIGURATION merged with its bases and validated, as JSON.
+
+    The model's options are shown in full, its declared defaults filled in, when the model is
+    installed here (`unmix models` lists each option's help).
+    """
+    from unmix.core.config.loader import load_configuration, model_options_in_full
+    from unmix.core.plugins import plugin_manager
 
     loaded = load_configuration(configuration)
-    click.echo(json.dumps(attrs.asdict(loaded.settings), indent=2))
+    shown = attrs.asdict(loaded.settings)
+    options = model_options_in_full(loaded, plugin_manager())
+    if options is not None:
+        shown["training"]["model"]["options"] = options
+    click.echo(json.dumps(shown, indent=2))
 
 
 @config.command()

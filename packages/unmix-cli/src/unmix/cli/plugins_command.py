@@ -6,6 +6,7 @@ import json
 
 import click
 
+from unmix.core.hookspecs import HOOKS_VERSION
 from unmix.core.plugins import plugin_manager
 
 
@@ -18,8 +19,8 @@ def plugins(as_json: bool) -> None:
     failures = [failure.describe() for failure in manager.failures]
     conflicts = manager.conflicts()
     if as_json:
-        click.echo(json.dumps({"plugins": described, "failures": failures, "conflicts": conflicts,
-                               "disabled": manager.disabled}, indent=2))
+        click.echo(json.dumps({"hooks_version": ".".join(map(str, HOOKS_VERSION)), "plugins": described,
+                               "failures": failures, "conflicts": conflicts, "disabled": manager.disabled}, indent=2))
         return
     if not described:
         click.echo("no unmix plugins installed")

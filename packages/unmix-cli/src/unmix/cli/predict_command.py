@@ -26,10 +26,13 @@ if TYPE_CHECKING:
 @click.option("--output", type=click.Path(),
               help="Output folder, created if needed [default: the run's predictions/]. When it lies inside "
                    "--songs, nothing in it is taken as a song.")
-@click.option("--format", "format_name", help="Stem writer: wav, flac, ogg, mp3 [default: prediction.format].")
+@click.option("--format", "format_name",
+              help="Stem writer: wav, flac, ogg, mp3, or npz (one NumPy archive per song with every stem) "
+                   "[default: prediction.format].")
 @click.option("--filename",
               help='File name template inside --output, with {song}, {stem} (required) and {ext}; subfolders are '
-                   'allowed, ".." and absolute paths are not [default: prediction.filename, "{song}_{stem}.{ext}"].')
+                   'allowed, ".." and absolute paths are not [default: prediction.filename, "{song}_{stem}.{ext}"]. '
+                   'A format with one file per song (npz) leaves {stem} out: "{song}_{stem}.{ext}" gives <song>.npz.')
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="Windows per network call [default: prediction.batch_size].")
 @click.option("--bit-depth", type=click.Choice(["16", "24", "float"]), help="wav/flac sample format.")
@@ -45,7 +48,7 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
             songs: str | None, youtube: str | None, output: str | None, format_name: str | None,
             filename: str | None, batch_size: int | None, bit_depth: str | None, peak: str | None,
             overwrite: bool) -> None:
-    """Split songs into the trained target and the rest; one file per stem.
+    """Split songs into the trained target and the rest; one file per stem (npz: one per song).
 
     Every input is checked (songs readable, output folder, file names, existing outputs) before
     the model is loaded.
@@ -60,6 +63,7 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
         prediction_output_folder,
         run_model_files,
         weights_model_files,
+        writes_per_song,
     )
 
     if (run_folder is None) == (weights is None):
@@ -79,11 +83,12 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
                             peak=peak or settings.peak)
     folder = prediction_output_folder(run, output)
     template = filename or settings.filename
-    check_template(template)
+    per_song = writes_per_song(exporter)
+    check_template(template, per_song)
     with tempfile.TemporaryDirectory(prefix="unmix-") as temporary:
         song_inputs = _readable_songs(source_name, uri, Path(temporary), folder)
         plans = plan_outputs(model_files.settings.collection.target, song_inputs, folder, template,
-                             exporter.extension, overwrite)
+                             exporter.extension, overwrite, per_song)
         engine = load_engine(model_files, batch_size)
         _separate_songs(engine, song_inputs, plans, exporter, options, folder)
 
@@ -124,7 +129,7 @@ def _separate_songs(engine: Engine, songs: list[SongInput], plans: list[dict[str
             continue
         elapsed = time.monotonic() - song_started
         results.append(result)
-        written = ", ".join(str(path) for path in result.files.values())
+        written = ", ".join(str(path) for path in dict.fromkeys(result.files.values()))
         click.echo(f"{result.song}: {result.seconds:.1f} s of audio in {elapsed:.1f} s "
                    f"({result.seconds / max(elapsed, 1e-9):.1f}x real time) -> {written}")
     total_audio = sum(result.seconds for result in results)

@@ -1,5 +1,8 @@
 """The hooks a plugin can implement: one `register_*` hook per kind of thing, and `register_commands`.
 
+No hook is deprecated in this version (`HOOKS_VERSION`); a deprecated hook or parameter would be
+marked here, with the version that removes it.
+
 Each `register_*` hook receives a `register(name, thing)` callback. Names are what configurations
 and CLI options use to pick a thing (`"name": "hourglass"`); they are matched case-insensitively.
 A name that two plugins register is used by neither (unmix warns and names both), and a plugin
@@ -12,6 +15,14 @@ from typing import Any
 
 import pluggy
 
+# The version of this contract (these hooks and the protocols their things follow), as (major, minor),
+# so a plugin can check at import what it is running against instead of failing later on a changed
+# signature. A major bump means a hook or protocol changed incompatibly: a plugin written for another
+# major version must be updated. A minor bump means something was added (a hook, an optional method or
+# argument): a plugin written for an older minor version keeps working, one that uses the addition needs
+# at least that minor version. `unmix plugins --json` shows it as "hooks_version".
+HOOKS_VERSION = (1, 0)
+
 hookspec = pluggy.HookspecMarker("unmix")
 hookimpl = pluggy.HookimplMarker("unmix")
 
@@ -20,15 +31,18 @@ Register = Callable[[str, Any], None]
 
 @hookspec
 def register_models(register: Register) -> None:
-    """Register model builders, one per backend and network.
+    """Register models, one per backend and network name.
 
-    :param register: call `register("<backend>:<name>", builder)`, e.g.
-        `register("tensorflow:hourglass", builder)`. A configuration picks it with
-        `training.backend` and `training.model.name`. `builder(settings, input_shape)` gets the
-        validated `unmix.core.config.schema.Configuration` and `(bins, frames, channels)`, and
-        returns an `unmix.core.interfaces.SeparationModel` (train_epoch, evaluate, predict,
-        learning_rate, save_checkpoint, load_checkpoint, ...); a model class whose constructor
-        takes those two arguments is such a builder.
+    :param register: call `register("<backend>:<name>", builder)`. A configuration picks the model
+        with `training.backend` and `training.model.name`. The usual way is a backend's model kit,
+        which registers a bare network and its declared options and supplies everything else:
+        `unmix.torch.kit.register_network(register, "blstm", "my_plugin.network:BLSTM", options=[...])`
+        or `unmix.tf.kit.register_network(...)` for Keras. At the lowest level, `builder` is any
+        `unmix.core.ModelBuilder`: `builder(settings, input_shape)` gets the validated
+        `unmix.core.Configuration` and the window shape `(bins, frames, channels)`, and returns an
+        `unmix.core.SeparationModel` (a whole backend: training, checkpoints, prediction). A builder
+        may also have `check_options(settings, input_shape)` (run by `unmix config check` before
+        any data is decoded) and `declared_options` (listed by `unmix models`).
     """
 
 
@@ -37,7 +51,7 @@ def register_transforms(register: Register) -> None:
     """Register transforms that turn STFT windows into model inputs and targets, and model outputs back.
 
     :param register: call `register(name, transform_class)`, where `transform_class` subclasses
-        `unmix.core.data.transforms.Transform`; a configuration picks it with `transformation.name`.
+        `unmix.core.Transform`; a configuration picks it with `transformation.name`.
     """
 
 
@@ -46,7 +60,7 @@ def register_datasets(register: Register) -> None:
     """Register dataset layouts: how a folder of song folders maps to tracks with stems.
 
     :param register: call `register(name, layout)`, where `layout.find_tracks(folder, target)`
-        returns `unmix.core.data.tracks.Track`s; a configuration picks it with `collection.dataset`
+        returns `unmix.core.Track`s; a configuration picks it with `collection.dataset`
         (`"auto"` tries every registered layout).
     """
 
@@ -57,7 +71,7 @@ def register_mixers(register: Register) -> None:
 
     :param register: call `register(name, mixer)`, where
         `mixer.mix(shares, *, song_limit, validation_ratio, test_data_count)` returns an
-        `unmix.core.data.collection.Split`.
+        `unmix.core.Split`.
     """
 
 
@@ -67,18 +81,22 @@ def register_sources(register: Register) -> None:
 
     :param register: call `register(name, source)`, where `source.matches(uri)` says whether it
         understands `uri` and `source.songs(uri, temp_folder)` returns
-        `unmix.core.interfaces.SongInput`s (`unmix.core.interfaces.Source`).
+        `unmix.core.SongInput`s (`unmix.core.Source`).
     """
 
 
 @hookspec
 def register_exporters(register: Register) -> None:
-    """Register stem writers by format name (wav, flac, mp3, ...).
+    """Register stem writers by format name (wav, flac, mp3, npz, ...); `unmix predict --format` and
+    `prediction.format` pick one.
 
-    :param register: call `register(format_name, exporter)`, where `exporter` has `name`,
-        `extension` and `open(path, sample_rate, channels, options)` returning an
-        `unmix.core.interfaces.StemWriter` (write, close, abort); `unmix predict --format` and
-        `prediction.format` pick it.
+    :param register: call `register(format_name, exporter)`, where `exporter` is an
+        `unmix.core.Exporter`: `name`, `extension`, optional `per_song`, and
+        `open(path, sample_rate, channels, options, *, song, stem, stems)`, which returns an
+        `unmix.core.StemWriter` (one file per stem: write, close, abort) or, with `per_song` true,
+        an `unmix.core.SongWriter` (one file holding every stem: write_stems, close, abort). Core
+        applies the peak choice (`ExportOptions.peak`) before a writer sees a sample; encoding
+        (`bit_depth`, `bitrate_kbps`) is the writer's.
     """
 
 

@@ -7,7 +7,7 @@ talk to a backend only through `SeparationModel`, and find the backend's model t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -97,8 +97,16 @@ class Source(Protocol):
 
 @attrs.frozen
 class ExportOptions:
-    """How stems are encoded: sample format for wav/flac, bitrate for lossy formats, what to do
-    with peaks above full scale (`clip`, or `normalize` the whole file below 0 dBFS)."""
+    """How stems are encoded, and what happens to samples above full scale.
+
+    `bit_depth` (the wav/flac sample format) and `bitrate_kbps` (lossy formats) are the writer's to
+    apply: they are about encoding, which only the writer knows, and a format they mean nothing to
+    ignores them (or refuses a value it cannot store, as flac does `float`). `peak` is core's to
+    apply, before any writer sees a sample, because keeping target + rest equal to the input needs
+    every stem of the song at once: `clip` cuts samples to [-1, 1] (unless the writer's
+    `keeps_peaks` says its file holds more), `normalize` scales every stem of a song by the one
+    gain that brings the loudest of them to -0.1 dBFS, when any exceeds full scale.
+    """
 
     bit_depth: str = attrs.field(default="16", validator=attrs.validators.in_(("16", "24", "float")))
     bitrate_kbps: int = 192
@@ -106,7 +114,18 @@ class ExportOptions:
 
 
 class StemWriter(Protocol):
-    """One output file being written block by block; it appears under its name only on close()."""
+    """One stem's file being written block by block; it appears under its name only on close().
+
+    The blocks come with `ExportOptions.peak` already applied by core: within [-1, 1], except with
+    `clip` into a writer whose `keeps_peaks` is true. A writer therefore never needs the whole song
+    and must not change levels. It must still never wrap a sample (an integer encoder turns 1.5
+    into a large negative number): a format that cannot hold samples beyond full scale clips what
+    reaches it, since callers other than core may hand it some.
+    """
+
+    keeps_peaks: bool = False
+    """Whether the file stores samples beyond full scale (32-bit float), so `clip` leaves them and
+    the stems keep adding up to the input. Optional: core reads it with a default of False."""
 
     def write(self, block: np.ndarray) -> None:
         """Append float32 (channels, samples) audio."""
@@ -117,14 +136,43 @@ class StemWriter(Protocol):
         ...
 
     def abort(self) -> None:
-        """Remove everything written so far."""
+        """Remove everything written so far, temporary files included; idempotent."""
         ...
 
 
+class SongWriter(Protocol):
+    """One file holding every stem of a song (an archive, a multitrack container), opened by an
+    exporter whose `per_song` is true. Peaks, `keeps_peaks`, close() and abort() are as for `StemWriter`."""
+
+    keeps_peaks: bool = False
+
+    def write_stems(self, blocks: Mapping[str, np.ndarray]) -> None:
+        """Append the same stretch of every stem: `blocks[stem]` is float32 (channels, samples), and
+        every stem named in `open(..., stems=...)` comes with the same number of samples."""
+        ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class Exporter(Protocol):
-    """What a `register_exporters` hook registers, under its format name ("wav", "flac", ...)."""
+    """What a `register_exporters` hook registers, under its format name ("wav", "flac", "npz", ...).
+
+    Core calls `open` with the song's name and all its stems' names (target first, then "rest"),
+    always as keywords. With `per_song` false (one file per stem) it opens one `StemWriter` per
+    stem, `stem` naming it and `path` following `--filename`; with `per_song` true it opens one
+    `SongWriter` per song, with `stem` None and `path` the song's file (`--filename` without
+    `{stem}`). Either way `path` is the final name: the writer writes elsewhere until close()
+    (`unmix.core.files.AtomicFile`), and abort() leaves nothing behind. An exporter whose `open`
+    does not take these keywords (written before they existed) is refused by name before any song
+    is separated, not called.
+    """
 
     name: str
     extension: str
+    per_song: bool = False
+    """One file per song holding every stem, instead of one file per stem. Optional: default False."""
 
-    def open(self, path: Path, sample_rate: int, channels: int, options: ExportOptions) -> StemWriter: ...
+    def open(self, path: Path, sample_rate: int, channels: int, options: ExportOptions, *, song: str,
+             stem: str | None, stems: tuple[str, ...]) -> StemWriter | SongWriter: ...

@@ -134,13 +134,17 @@ class Registry:
         return tuple(sorted(plugins, key=lambda plugin: plugin not in self._builtins))
 
     def get(self, name: str) -> Any:
+        return self.registration(name).thing
+
+    def registration(self, name: str) -> Registration:
+        """The thing registered under `name` and the plugin that registered it; errors as `get` does."""
         key = str(name).lower()
         if key in self._disabled:
             raise PluginError(self._disabled[key].describe())
         registration = self._entries.get(key)
         if registration is None:
             raise PluginError(self._unknown_message(str(name)))
-        return registration.thing
+        return registration
 
     def names(self) -> list[str]:
         return [registration.name for registration in self]
@@ -236,6 +240,11 @@ class PluginManager:
 
     def get(self, kind: str, name: str) -> Any:
         return self.registry(kind).get(name)
+
+    def provider(self, kind: str, name: str) -> PluginInfo:
+        """The plugin that registered `name`, with its distribution and version: what a run folder records
+        so that the run can be rebuilt with the same code, and a later command can say when it changed."""
+        return self.infos[self.registry(kind).registration(name).plugin]
 
     def settle(self) -> None:
         """Call every registering hook now, so broken plugins and conflicts are known before a command runs."""

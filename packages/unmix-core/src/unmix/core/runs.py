@@ -3,10 +3,12 @@
 ```
 runs/<YYYYmmdd-HHMMSS>-<configuration name>/
     configuration.jsonc   merged configuration, read back without inheritance
-    environment.json      versions, git commit, UNMIX_* variables (secret-looking values redacted)
+    environment.json      versions (every unmix package and plugin too), git commit, UNMIX_* variables
+                          (secret-looking values redacted)
     logs.txt              what the run printed
     results.csv           one row per epoch (';'-separated, as the seed)
-    model.json            backend, model name and input shape: what prediction needs to rebuild it
+    model.json            backend, model name, input shape and the plugin (distribution, version)
+                          that built it: what prediction needs to rebuild it
     state.json            epoch, best value, patience and learning rate: what resuming needs
     weights/              best and last checkpoints
     plots/                loss curves
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,6 +37,7 @@ import attrs
 from unmix.core.config.loader import LoadedConfiguration, load_configuration
 from unmix.core.errors import UnmixError
 from unmix.core.files import WriteError, write_json_atomically, write_text_atomically
+from unmix.core.plugins import ENTRY_POINT_GROUP
 
 CONFIGURATION_FILE = "configuration.jsonc"
 LOCK_FILE = ".training.lock"
@@ -204,9 +207,24 @@ def describe_environment(loaded: LoadedConfiguration, working_directory: Path) -
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": versions,
+        "unmix_packages": unmix_distributions(),
         "git": _git_description(loaded.path.parent),
         "variables": recorded_variables(os.environ),
     }
+
+
+def unmix_distributions() -> dict[str, str]:
+    """Every installed unmix package and its version: the unmix-* distributions and every distribution that
+    declares an `unmix` plugin, so a run can be reproduced with the same plugins, third-party ones included."""
+    found: dict[str, str] = {}
+    for distribution in distributions():
+        name = distribution.metadata["Name"]
+        if not name or name in found:  # a later copy on sys.path is shadowed by the first, as on import
+            continue
+        declares_plugin = any(entry_point.group == ENTRY_POINT_GROUP for entry_point in distribution.entry_points)
+        if declares_plugin or name.lower().replace("_", "-").startswith("unmix-"):
+            found[name] = distribution.version
+    return dict(sorted(found.items()))
 
 
 def recorded_variables(environment: Mapping[str, str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Stem writers: wav, flac, ogg (Vorbis) and mp3, streamed block by block and written atomically.
+"""Stem writers: wav, flac, ogg (Vorbis) and mp3 (one file per stem), and npz (one NumPy archive per
+song holding every stem), streamed block by block and written atomically.
 
 Why they look the way they do:
 
@@ -9,24 +10,19 @@ Why they look the way they do:
   system, so the final `os.replace` is atomic; see `unmix.core.files`, whose names carry the
   writer's pid so that the next writer removes what a SIGKILL left) and only `close()` moves it
   into place. `abort()`, an exception inside a `with` block, a failed write or a full disk remove
-  the temporary file, so a killed or failed `unmix predict` never leaves a truncated stem that
-  looks finished.
-- Peaks above full scale are never wrapped. Integer encoders turn 1.5 into a large negative
-  number; the writers therefore apply the `peak` option first:
-  * `clip` clips each block to [-1, 1] in every format that cannot hold more (16/24-bit wav and
-    flac, ogg, mp3) and counts the samples it clipped (`clipped_samples`), so that prediction can
-    warn that the stems no longer add up to the input there. 32-bit float wav holds samples
-    beyond full scale, so it keeps them as they are: float stems always add up to the input;
-  * `normalize` scales the whole file down to a peak of -0.1 dBFS, but only when its peak is
-    above full scale. Quieter files are left untouched, so stems that fit keep their level.
-    `close(common_peak)` takes the loudest peak of all the song's stems, so that every stem gets
-    the same gain and target + rest still add up to the mix times that gain. Knowing the peak
-    needs the whole file: blocks go to a float32 scratch file beside the destination while the
-    peak is tracked, and close() re-reads that file block by block and encodes it, so memory
-    still stays at one block.
+  the temporary file (and any scratch file), so a killed or failed `unmix predict` never leaves a
+  truncated stem that looks finished.
+- Peaks are core's business, not the writers': `unmix predict` applies `--peak` (clip, or
+  normalize every stem of a song by one gain) before a block reaches a writer, so the writers
+  never buffer a song to find its peak. A writer only declares `keeps_peaks`: 32-bit float wav
+  and npz store samples beyond full scale, so `clip` leaves them and the stems add up to the
+  input exactly. Formats that cannot hold such samples still clip whatever reaches them, because
+  an integer encoder would turn 1.5 into a large negative number: wrapping is never an option.
 - Formats: wav (16-bit, 24-bit or 32-bit float), flac (16 or 24-bit), ogg (Vorbis, quality from
   the bitrate), mp3 (libsndfile's LAME encoder at a constant bitrate when the installed
-  libsndfile has MPEG support, otherwise ffmpeg's libmp3lame through a pipe).
+  libsndfile has MPEG support, otherwise ffmpeg's libmp3lame through a pipe), npz (float32, for
+  analysis in Python; the stems go to scratch files and are packed into the archive on close(),
+  since an archive's members are written one after another while the stems arrive side by side).
 """
 
 from __future__ import annotations
@@ -36,7 +32,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, NoReturn, Protocol
@@ -51,14 +48,16 @@ __all__ = [
     "EXPORTERS",
     "FlacExporter",
     "Mp3Exporter",
+    "NpzExporter",
+    "NpzSongWriter",
     "OggExporter",
     "StreamingStemWriter",
     "WavExporter",
 ]
 
-NORMALIZED_PEAK_DBFS = -0.1
-_NORMALIZED_PEAK = float(10 ** (NORMALIZED_PEAK_DBFS / 20))
-_READ_BACK_FRAMES = 65536
+NPZ_SAMPLE_RATE = "sample_rate"
+"""The npz archive's member that holds the sample rate, beside one member per stem."""
+_COPY_BYTES = 1 << 20
 _NEARLY_FULL_BYTES = 1 << 20  # a write that failed with less free than this failed for want of space
 
 _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -87,79 +86,51 @@ OpenEncoder = Callable[[Path], _Encoder]
 
 
 # --------------------------------------------------------------------------------------------
-# The writer: validation, peak policy, atomic commit
+# The writers: validation, atomic commit
 
 
-class StreamingStemWriter:
-    """A `StemWriter` that encodes through an `_Encoder` into a hidden file renamed on close().
+class _AtomicWriter:
+    """What every writer here shares: a hidden temporary file that close() moves into place, the
+    open / closed / aborted states, the checks on blocks, and one-line errors for disk failures.
 
     Usable as a context manager: leaving the block normally closes the writer, leaving it with an
-    exception aborts it.
+    exception aborts it. Subclasses write the temporary file in `_finish` and free what they hold
+    in `_discard`.
     """
 
-    def __init__(self, path: Path, channels: int, options: ExportOptions, open_encoder: OpenEncoder,
-                 holds_peaks: bool = False) -> None:
+    keeps_peaks = False
+    """Whether the file stores samples beyond full scale (`StemWriter.keeps_peaks`)."""
+
+    def __init__(self, path: Path, channels: int) -> None:
         self.path = Path(path)
         self.channels = channels
-        self.peak = 0.0
-        """The largest absolute sample written so far, before any clipping or gain."""
-        self.clipped_samples = 0
-        """Samples that `clip` had to bring back to full scale: where the stems stop adding up."""
-        self._clips = not holds_peaks
         self._file = AtomicFile(self.path)
         self._state = "open"
-        self._scratch: _PeakScratch | None = None
-        try:
-            if options.peak == "normalize":
-                self._scratch = _PeakScratch(temporary_path(self.path.with_name(f"{self.path.name}.f32")), channels)
-            self._encoder = open_encoder(self._file.temporary)
-        except BaseException as error:
-            self._fail(error, self._remove_files)
 
-    def write(self, block: np.ndarray) -> None:
-        self._require_open()
-        block = self._checked(block)
-        if block.shape[1] == 0:
-            return
-        self.peak = max(self.peak, float(np.max(np.abs(block))))
-        try:
-            if self._scratch is not None:
-                self._scratch.append(block)
-            else:
-                self._encoder.write(self._clipped(block))
-        except BaseException as error:
-            self._fail(error, self.abort)
-
-    def close(self, common_peak: float = 0.0) -> None:
-        """Finish the file; with `normalize`, scale it by the gain that the louder of its own peak
-        and `common_peak` (the loudest of the song's other stems) needs."""
+    def close(self) -> None:
+        """Finish the file and move it into place; closing twice is harmless."""
         if self._state == "closed":
             return
         self._require_open()
         try:
-            if self._scratch is not None:
-                self._encode_normalized(self._scratch, max(self.peak, common_peak))
-            self._encoder.finish()
+            self._finish()
             self._file.commit()
         except BaseException as error:
             self._fail(error, self.abort)
         self._state = "closed"
-        self._remove_files()
 
     def abort(self) -> None:
         """Idempotent, and a no-op once closed: a finished file is never taken back."""
         if self._state != "open":
             return
         self._state = "aborted"
-        encoder = getattr(self, "_encoder", None)
-        if encoder is not None:
-            try:
-                encoder.discard()
-            except Exception:  # the files go anyway; a second error must not hide the first
-                pass
-        self._remove_files()
+        try:
+            self._discard()
+        except Exception:  # the files go anyway; a second error must not hide the first
+            pass
+        self._file.discard()
 
-    def __enter__(self) -> StreamingStemWriter:
+    def __enter__(self) -> _AtomicWriter:
         return self
 
     def __exit__(
@@ -170,6 +141,14 @@ class StreamingStemWriter:
         else:
             self.abort()
 
+    def _finish(self) -> None:
+        """Complete the temporary file (`self._file.temporary`)."""
+        raise NotImplementedError
+
+    def _discard(self) -> None:
+        """Release open files or processes after a failure; the temporary file is removed after this."""
+        raise NotImplementedError
+
     def _fail(self, error: BaseException, clean_up: Callable[[], None]) -> NoReturn:
         """Raise `error` as the user sees it, judged before `clean_up` frees the disk again."""
         user_error = _as_user_error(self.path, error)
@@ -177,17 +156,6 @@ class StreamingStemWriter:
         if user_error is error:
             raise error
         raise user_error from error
-
-    def _encode_normalized(self, scratch: _PeakScratch, peak: float) -> None:
-        gain = _NORMALIZED_PEAK / peak if peak > 1.0 else 1.0
-        for block in scratch.blocks():
-            self._encoder.write(np.clip(block * np.float32(gain), -1.0, 1.0))
-
-    def _clipped(self, block: np.ndarray) -> np.ndarray:
-        if not self._clips:
-            return block
-        self.clipped_samples += int(np.count_nonzero(np.abs(block) > 1.0))
-        return np.clip(block, -1.0, 1.0)
 
     def _checked(self, block: np.ndarray) -> np.ndarray:
         """Shape and content errors are caller bugs: fail before anything reaches the file."""
@@ -204,39 +172,111 @@ class StreamingStemWriter:
         if self._state != "open":
             raise ValueError(f"the writer for '{self.path}' is already {self._state}")
 
-    def _remove_files(self) -> None:
-        self._file.discard()
-        if self._scratch is not None:
-            self._scratch.remove()
+
+class StreamingStemWriter(_AtomicWriter):
+    """A `StemWriter` that encodes each block through an `_Encoder` into the hidden file as it comes."""
+
+    def __init__(self, path: Path, channels: int, open_encoder: OpenEncoder, keeps_peaks: bool = False) -> None:
+        super().__init__(path, channels)
+        self.keeps_peaks = keeps_peaks
+        try:
+            self._encoder = open_encoder(self._file.temporary)
+        except BaseException as error:
+            self._fail(error, self._file.discard)
+
+    def write(self, block: np.ndarray) -> None:
+        self._require_open()
+        block = self._checked(block)
+        if block.shape[1] == 0:
+            return
+        try:
+            self._encoder.write(block if self.keeps_peaks else np.clip(block, -1.0, 1.0))
+        except BaseException as error:
+            self._fail(error, self.abort)
+
+    def __enter__(self) -> StreamingStemWriter:
+        return self
+
+    def _finish(self) -> None:
+        self._encoder.finish()
+
+    def _discard(self) -> None:
+        self._encoder.discard()
 
 
-class _PeakScratch:
-    """Float32 audio parked on disk (interleaved, native byte order) until the peak is known."""
+class NpzSongWriter(_AtomicWriter):
+    """A `SongWriter` for `<song>.npz`: each stem streams to its own float32 scratch file beside the
+    destination, and close() packs them into the archive.
 
-    def __init__(self, path: Path, channels: int) -> None:
+    An .npz is a zip of .npy files, written one after another, while the stems arrive side by side,
+    block by block. Each array is stored in Fortran order, whose bytes are exactly the interleaved
+    frames a scratch file holds, so packing is a plain copy and memory stays at one block.
+    """
+
+    keeps_peaks = True
+
+    def __init__(self, path: Path, sample_rate: int, channels: int, stems: tuple[str, ...]) -> None:
+        super().__init__(path, channels)
+        self.sample_rate = sample_rate
+        self.frames = 0
+        self._scratches: dict[str, _ScratchFile] = {}
+        try:
+            for stem in stems:
+                self._scratches[stem] = _ScratchFile(temporary_path(self.path.with_name(f"{self.path.name}.{stem}")))
+        except BaseException as error:
+            self._fail(error, self.abort)
+
+    def write_stems(self, blocks: Mapping[str, np.ndarray]) -> None:
+        self._require_open()
+        if set(blocks) != set(self._scratches):
+            raise ValueError(f"blocks for '{self.path}' must be of the stems {', '.join(self._scratches)}, "
+                             f"got {', '.join(blocks)}")
+        checked = {stem: self._checked(block) for stem, block in blocks.items()}
+        lengths = {block.shape[1] for block in checked.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"blocks for '{self.path}' must have one length for every stem, got {sorted(lengths)}")
+        try:
+            for stem, block in checked.items():
+                self._scratches[stem].append(block)
+        except BaseException as error:
+            self._fail(error, self.abort)
+        self.frames += lengths.pop()
+
+    def __enter__(self) -> NpzSongWriter:
+        return self
+
+    def _finish(self) -> None:
+        header = {"descr": "<f4", "fortran_order": True, "shape": (self.channels, self.frames)}
+        with zipfile.ZipFile(self._file.temporary, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for stem, scratch in self._scratches.items():
+                scratch.close()
+                with archive.open(f"{stem}.npy", "w", force_zip64=True) as member, open(scratch.path, "rb") as data:
+                    np.lib.format.write_array_header_1_0(member, header)
+                    shutil.copyfileobj(data, member, _COPY_BYTES)
+                scratch.remove()
+            with archive.open(f"{NPZ_SAMPLE_RATE}.npy", "w") as member:
+                np.lib.format.write_array(member, np.asarray(self.sample_rate))
+
+    def _discard(self) -> None:
+        for scratch in self._scratches.values():
+            scratch.remove()
+
+
+class _ScratchFile:
+    """Float32 audio parked on disk (interleaved frames, little-endian) until the writer packs it."""
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.channels = channels
-        self._handle: IO[bytes] | None = open(path, "xb")
+        self._handle: IO[bytes] = open(path, "xb")
 
     def append(self, block: np.ndarray) -> None:
-        assert self._handle is not None
-        np.ascontiguousarray(block.T).tofile(self._handle)
+        np.ascontiguousarray(block.T, dtype="<f4").tofile(self._handle)
 
-    def blocks(self) -> Iterator[np.ndarray]:
-        assert self._handle is not None
+    def close(self) -> None:
         self._handle.close()
-        self._handle = None
-        with open(self.path, "rb") as handle:
-            while True:
-                data = np.fromfile(handle, dtype=np.float32, count=_READ_BACK_FRAMES * self.channels)
-                if data.size == 0:
-                    return
-                yield data.reshape(-1, self.channels).T
 
     def remove(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        self._handle.close()
         _remove_quietly(self.path)
 
 
@@ -371,22 +411,27 @@ class _FfmpegMp3Encoder:
 
 
 class _Exporter:
-    """Shared argument checks; subclasses say how to encode."""
+    """Shared argument checks of the audio formats (one file per stem); subclasses say how to encode.
+
+    `song`, `stem` and `stems` are not needed: `path` already carries the song's and stem's names.
+    """
 
     name = ""
     extension = ""
+    per_song = False
 
-    def open(self, path: Path, sample_rate: int, channels: int, options: ExportOptions) -> StreamingStemWriter:
+    def open(self, path: Path, sample_rate: int, channels: int, options: ExportOptions, *, song: str,
+             stem: str | None, stems: tuple[str, ...]) -> StreamingStemWriter:
         path = Path(path)
         _check_layout(sample_rate, channels)
         _check_folder(path)
         open_encoder = self._encoder(path, sample_rate, channels, options)
-        return StreamingStemWriter(path, channels, options, open_encoder, self._holds_peaks(options))
+        return StreamingStemWriter(path, channels, open_encoder, self._keeps_peaks(options))
 
     def _encoder(self, path: Path, sample_rate: int, channels: int, options: ExportOptions) -> OpenEncoder:
         raise NotImplementedError
 
-    def _holds_peaks(self, options: ExportOptions) -> bool:
+    def _keeps_peaks(self, options: ExportOptions) -> bool:
         """Whether the sample format stores values beyond full scale, so that `clip` need not clip."""
         return False
 
@@ -402,7 +447,7 @@ class WavExporter(_Exporter):
         subtype = self._SUBTYPES[options.bit_depth]
         return lambda temporary: _SoundfileEncoder(temporary, sample_rate, channels, "WAV", subtype)
 
-    def _holds_peaks(self, options: ExportOptions) -> bool:
+    def _keeps_peaks(self, options: ExportOptions) -> bool:
         return options.bit_depth == "float"
 
 
@@ -479,6 +524,29 @@ class Mp3Exporter(_Exporter):
         return lambda temporary: _FfmpegMp3Encoder(temporary, sample_rate, channels, options.bitrate_kbps, ffmpeg)
 
 
+class NpzExporter:
+    """One NumPy archive per song, `<song>.npz`: a float32 (channels, samples) array per stem, named by
+    the stem, and `sample_rate`, for analysis in Python (`np.load("song.npz")["vocals"]`).
+
+    float32 keeps samples beyond full scale, so `clip` leaves them (as 32-bit float wav does) and
+    the stems add up to the input exactly; `bit_depth` and `bitrate_kbps` do not apply.
+    """
+
+    name = "npz"
+    extension = "npz"
+    per_song = True
+
+    def open(self, path: Path, sample_rate: int, channels: int, options: ExportOptions, *, song: str,
+             stem: str | None, stems: tuple[str, ...]) -> NpzSongWriter:
+        path = Path(path)
+        _check_layout(sample_rate, channels)
+        _check_folder(path)
+        if NPZ_SAMPLE_RATE in stems:
+            raise AudioError(f"cannot write '{path}': a stem named '{NPZ_SAMPLE_RATE}' would hide the archive's "
+                             "sample rate; train a target of another name, or choose another format")
+        return NpzSongWriter(path, sample_rate, channels, stems)
+
+
 def soundfile_writes_mp3() -> bool:
     """libsndfile encodes mp3 from 1.1.0 on, when built with LAME (soundfile's wheels are)."""
     import soundfile
@@ -521,5 +589,7 @@ def _check_bitrate(path: Path, bitrate_kbps: int) -> None:
         raise AudioError(f"cannot write '{path}': bitrate must be a positive number of kbps, got {bitrate_kbps!r}")
 
 
-EXPORTERS: tuple[_Exporter, ...] = (WavExporter(), FlacExporter(), OggExporter(), Mp3Exporter())
+EXPORTERS: tuple[_Exporter | NpzExporter, ...] = (
+    WavExporter(), FlacExporter(), OggExporter(), Mp3Exporter(), NpzExporter()
+)
 """The built-in stem writers, in the order `unmix plugins` shows them."""

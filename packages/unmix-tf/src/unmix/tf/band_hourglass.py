@@ -18,12 +18,9 @@ from typing import Any
 import keras
 from keras import layers
 
-from unmix.core.models.band_hourglass_options import read_band_hourglass_options
-
 
 def build_band_hourglass(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> keras.Model:
     """The band hourglass for windows of `input_shape` (bins, frames, channels); output has the same shape."""
-    options = read_band_hourglass_options(options, input_shape)
     bins, frames, channels = input_shape
     bands = options["bands"]
     dropout = options["dropoutfactor"]

@@ -24,12 +24,11 @@ from typing import Any
 import keras
 from keras import layers
 
-from unmix.core.models.hourglass_options import FRONT_KERNELS, read_hourglass_options
+from unmix.core.models.hourglass_options import FRONT_KERNELS
 
 
 def build_hourglass(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> keras.Model:
     """The hourglass for windows of `input_shape` (bins, frames, channels); output has the same shape."""
-    options = read_hourglass_options(options, input_shape)
     stacks = options["stacks"]
     filters = options["hg_module"]["filters"]
     channels = input_shape[2]

@@ -46,7 +46,6 @@ from unmix.core.errors import ModelError, first_line
 from unmix.core.files import atomic_path
 from unmix.core.interfaces import Batch, Metrics
 from unmix.core.models.losses import check_output_fits_loss
-from unmix.core.models.mixed_precision import take_mixed_precision
 from unmix.core.models.options import check_checkpoint_fits
 from unmix.core.training.running_means import RunningMeans
 from unmix.tf.distribution import strategy_for
@@ -63,12 +62,17 @@ the model name, window shape and weight shapes that `load_checkpoint` compares t
 
 
 def build_model(
-    name: str, settings: Configuration, input_shape: tuple[int, int, int], network_builder: NetworkBuilder
+    name: str, settings: Configuration, input_shape: tuple[int, int, int], network_builder: NetworkBuilder,
+    options: Mapping[str, Any],
 ) -> KerasSeparationModel:
-    """Check the configuration's loss, optimiser and options, then build network and optimiser under the strategy."""
+    """Check the configuration's loss and optimiser, then build network and optimiser under the strategy.
+
+    `options` are the network's options, already read and checked by the kit (`unmix.tf.kit`); the backend
+    takes `mixed_precision` out of them, and the network gets the rest.
+    """
     training = settings.training
-    options = dict(training.model.options)
-    mixed_precision = take_mixed_precision(options)
+    options = dict(options)
+    mixed_precision = options.pop("mixed_precision")
     get_loss(training.loss_function)
     for metric in training.metrics:
         get_metric(metric)

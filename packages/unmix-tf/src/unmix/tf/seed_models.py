@@ -10,8 +10,9 @@ leaves a detail open the choice is written next to the code. What changed on pur
   without transposing, which mixes bins and frames whenever size > 1).
 - `unet` pads its output back to the full window; the seed only worked for 769 x 64 windows.
 
-The window networks (`leakyrelu`, `largeleakyrelu`, `mask-leakyrelu`, `unet`) output a window
-of the input's shape. The frame networks (`mask`, `mask-ibm`, `rnn`) output
+Their options are declared in `unmix.tf.seed_options` (which needs no Keras), and the builders
+get them read and checked. The window networks (`leakyrelu`, `largeleakyrelu`, `mask-leakyrelu`,
+`unet`) output a window of the input's shape. The frame networks (`mask`, `mask-ibm`, `rnn`) output
 (bins, transformation.options.step, channels): the seed's mask transformation predicts the
 centre `step` frames of each window from its context.
 """
@@ -25,11 +26,6 @@ import keras
 from keras import layers
 
 from unmix.core.errors import ModelError
-from unmix.core.models.options import check_range, read_options
-
-LEAKY_DEFAULTS: dict[str, Any] = {"alpha1": 0.1, "alpha2": 0.01, "dropout_rate": 0.5}
-MASK_DEFAULTS: dict[str, Any] = {"alpha": 0.3, "dropout_rate": 0.5, "filter_factor": 1}
-RNN_DEFAULTS: dict[str, Any] = {"alpha": 0.3}
 
 # Filters of the leaky-ReLU U-Net: first convolution, first and second downsampling level,
 # bottleneck, the two upsampling levels, and the last convolutions before the output.
@@ -68,7 +64,6 @@ def build_mask_ibm(options: Mapping[str, Any], input_shape: tuple[int, int, int]
 
 def build_rnn(options: Mapping[str, Any], input_shape: tuple[int, int, int], step: int) -> keras.Model:
     """Three stacked LSTMs over the window's frames, then a dense layer for the centre `step` frames."""
-    options = read_options("rnn", options, RNN_DEFAULTS)
     bins, frames, channels = input_shape
     inputs = keras.Input(shape=input_shape, name="mix_magnitude")
     x = layers.Permute((2, 1, 3))(inputs)
@@ -85,7 +80,6 @@ def build_rnn(options: Mapping[str, Any], input_shape: tuple[int, int, int], ste
 
 def build_unet(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> keras.Model:
     """A classic four-level U-Net (32 to 512 filters); skips are cropped to fit, the output padded back."""
-    read_options("unet", options, {})
     bins, frames, channels = input_shape
     if bins < 16 or frames < 16:
         raise ModelError(
@@ -115,8 +109,6 @@ def _leaky_unet(
     name: str, options: Mapping[str, Any], input_shape: tuple[int, int, int], filters: Mapping[str, Any]
 ) -> keras.Model:
     """The shared body of the leaky-ReLU networks: two strided downsamplings, two upsamplings with skips."""
-    options = read_options(name, options, LEAKY_DEFAULTS)
-    check_range("dropout_rate", options["dropout_rate"], 0.0, below=1.0)
     bins, frames, channels = input_shape
     if frames % 4:
         raise ModelError(
@@ -166,9 +158,6 @@ def _frame_mask(
     dense: int,
     batch_norm: bool,
 ) -> keras.Model:
-    options = read_options(name, options, MASK_DEFAULTS)
-    check_range("dropout_rate", options["dropout_rate"], 0.0, below=1.0)
-    check_range("filter_factor", options["filter_factor"], 1)
     bins, frames, channels = input_shape
     if frames < 4 or bins < 4:
         raise ModelError(

@@ -1,8 +1,9 @@
 """unmix's PyTorch backend, written as a third-party plugin would be.
 
-It uses only unmix.core's public API (the `SeparationModel` protocol, the `register_models` and
-`register_commands` hooks, the configuration classes), which is the point of it: whatever it
-needed that core did not offer publicly had to become public API first.
+`unmix.torch.kit` is its public part: a model plugin registers a `torch.nn.Module` there and gets
+training, checkpoints, resume, mixed precision, DDP and separation for it. unmix's own networks
+(the hourglass and the band hourglass) register through exactly that kit, so a third party's
+network gets what unmix's own get.
 
 Importing this package imports nothing heavy: torch loads only when a model is built or a
 checkpoint is read, so `unmix --help` stays fast.

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-from unmix.core.models.band_hourglass_options import read_band_hourglass_options
 from unmix.torch.hourglass import BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM
 
 
@@ -88,7 +87,3 @@ class BandHourglass(nn.Module):
         masks = torch.sigmoid(self.to_bins_norm(self.to_bins(x)))
         return masks.reshape(batch, bins, channels, frames).permute(0, 2, 1, 3)
 
-
-def build_band_hourglass(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> BandHourglass:
-    """The band hourglass for windows of `input_shape` (bins, frames, channels), after checking its options."""
-    return BandHourglass(read_band_hourglass_options(options, input_shape), input_shape)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-from unmix.core.models.hourglass_options import FRONT_KERNELS, read_hourglass_options
+from unmix.core.models.hourglass_options import FRONT_KERNELS
 
 # Keras' BatchNormalization defaults, in PyTorch's terms.
 BATCH_NORM_EPSILON = 1e-3
@@ -116,7 +116,3 @@ class Hourglass(nn.Module):
         x = self.head(self.module(self.initial(x)))
         return functional.pad(self.mask(x), (0, 0, 1, 0))
 
-
-def build_hourglass(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> Hourglass:
-    """The hourglass for windows of `input_shape` (bins, frames, channels), after checking its options."""
-    return Hourglass(read_hourglass_options(options, input_shape), input_shape)

@@ -17,7 +17,8 @@ Things worth knowing:
   OMP_WAIT_POLICY=PASSIVE avoids that.
 - Device: the GPU when PyTorch sees one (under DDP, the one of LOCAL_RANK), else the CPU.
 - `training.model.options.mixed_precision: true` runs forward passes in float16 with a dynamic
-  loss scale on a GPU; on a CPU it trains in float32 and says so.
+  loss scale on a GPU, and in bfloat16 (no loss scale needed) on a CPU that supports it
+  (AVX512-BF16 or AMX); on another CPU it trains in float32 and says so.
 - Distribution: see `unmix.torch.distributed`; only rank 0 writes checkpoints.
 """
 
@@ -37,7 +38,6 @@ from unmix.core.config.schema import Configuration
 from unmix.core.errors import ModelError
 from unmix.core.interfaces import Batch, Metrics
 from unmix.core.models.losses import check_output_fits_loss
-from unmix.core.models.mixed_precision import take_mixed_precision
 from unmix.core.models.options import check_checkpoint_fits
 from unmix.core.training.running_means import RunningMeans
 from unmix.torch import checkpoints
@@ -63,11 +63,15 @@ NetworkBuilder = Callable[[Mapping[str, Any], tuple[int, int, int]], nn.Module]
 
 
 def build_model(name: str, settings: Configuration, input_shape: tuple[int, int, int],
-                network_builder: NetworkBuilder) -> TorchSeparationModel:
-    """Check the configuration's loss, metrics, optimiser, distribution and options, then build."""
+                network_builder: NetworkBuilder, options: Mapping[str, Any]) -> TorchSeparationModel:
+    """Check the configuration's loss, metrics, optimiser and distribution, then build.
+
+    `options` are the network's options, already read and checked by the kit (`unmix.torch.kit`); the backend
+    takes `mixed_precision` out of them, and the network gets the rest.
+    """
     training = settings.training
-    options = dict(training.model.options)
-    mixed_precision = take_mixed_precision(options)
+    options = dict(options)
+    mixed_precision = options.pop("mixed_precision")
     get_loss(training.loss_function)
     for metric in training.metrics:
         get_metric(metric)
@@ -121,11 +125,12 @@ class TorchSeparationModel:
         self._joined = False
         self._trainer: nn.Module = self.network
         self._event_logs: dict[Path, EventLog | None] = {}
-        use_amp = mixed_precision and self.device.type == "cuda"
-        if mixed_precision and not use_amp:
-            log.warning("mixed_precision is on but there is no GPU: the torch backend trains in float32 on a CPU")
-        self._autocast = use_amp
-        self._scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        self._autocast_dtype = autocast_dtype(self.device) if mixed_precision else None
+        if mixed_precision and self._autocast_dtype is None:
+            log.warning("mixed_precision is on but this CPU has no bfloat16 support: the torch backend trains in "
+                        "float32")
+        # float16 gradients underflow without a loss scale; bfloat16 has float32's range and needs none.
+        self._scaler = torch.amp.GradScaler("cuda", enabled=self._autocast_dtype == torch.float16)
 
     # ---- what the driver asks -------------------------------------------------------------
 
@@ -134,7 +139,15 @@ class TorchSeparationModel:
 
     def summary(self) -> str:
         """Layers, shapes and parameter counts, traced on PyTorch's meta device: nothing is computed."""
-        return summarize(self._network_factory, tuple(self.description["input_shape"])).text(self.description["model"])
+        text = summarize(self._network_factory, tuple(self.description["input_shape"])).text(self.description["model"])
+        return f"{text}\nComputes in: {self.precision}"
+
+    @property
+    def precision(self) -> str:
+        """What the forward passes compute in, for the run log (mixed precision depends on the machine)."""
+        if self._autocast_dtype is None:
+            return f"float32 on {self.device.type}"
+        return f"{str(self._autocast_dtype).removeprefix('torch.')} on {self.device.type}, with float32 weights"
 
     def train_epoch(self, batches: Iterable[Batch], steps: int, on_batch: Callable[[int, Metrics], None]) -> Metrics:
         """`on_batch(step, running means)` after every batch, step counting from 0 as in the Keras backend."""
@@ -292,9 +305,18 @@ class TorchSeparationModel:
         return tensor.to(self.device, non_blocking=True)
 
     def _precision(self) -> contextlib.AbstractContextManager[Any]:
-        if self._autocast:
-            return torch.autocast("cuda", dtype=torch.float16)
+        if self._autocast_dtype is not None:
+            return torch.autocast(self.device.type, dtype=self._autocast_dtype)
         return contextlib.nullcontext()
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """float16 on a GPU; bfloat16 on a CPU whose instructions (AVX512-BF16, AMX) make it fast; else None."""
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:

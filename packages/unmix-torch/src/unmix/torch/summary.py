@@ -2,9 +2,9 @@
 
 The network is rebuilt on PyTorch's "meta" device, where tensors have shapes but no data, and a
 window is pushed through it with hooks on the layers that hold weights: shapes and parameter
-counts of the full-size hourglass come out in milliseconds, with no memory allocated. Shapes are
-shown as Keras shows them, so the two backends' summaries read alike: (bins, frames, channels),
-the batches' layout, for images, and (frames, features) for sequences along time.
+counts of the full-size hourglass come out in milliseconds, with no memory allocated. The shapes of
+2-D layers are shown as Keras shows them, (bins, frames, channels), the batches' layout, so the
+two backends' summaries of the hourglass read alike; other layers show PyTorch's own shape.
 """
 
 from __future__ import annotations
@@ -61,8 +61,10 @@ def summarize(factory: Callable[[], nn.Module], input_shape: tuple[int, int, int
         if own == 0:
             continue
 
-        def record(module: nn.Module, inputs: object, output: torch.Tensor, name: str = name, own: int = own) -> None:
-            rows.append(Row(name, type(module).__name__, _keras_shape(output.shape), own))
+        def record(module: nn.Module, inputs: object, output: object, name: str = name, own: int = own) -> None:
+            # Recurrent layers return (output, state); the output is what the next layer sees.
+            tensor = output[0] if isinstance(output, (tuple, list)) else output
+            rows.append(Row(name, type(module).__name__, _shown_shape(tensor.shape), own))
 
         hooks.append(layer.register_forward_hook(record))
     bins, frames, channels = input_shape
@@ -77,10 +79,11 @@ def summarize(factory: Callable[[], nn.Module], input_shape: tuple[int, int, int
     return Summary(tuple(rows), tuple(input_shape), (out_bins, out_frames, out_channels), trainable, statistics)
 
 
-def _keras_shape(shape: torch.Size) -> tuple[int, ...]:
-    """PyTorch's channels-first (batch, channels, *positions) as Keras' channels-last shape without the batch."""
+def _shown_shape(shape: torch.Size) -> tuple[int, ...]:
+    """A layer's output without the batch: a 2-D convolution's (batch, channels, bins, frames) in Keras'
+    channels-last order, as the Keras backend's summary shows the same network; any other layer
+    (1-D convolutions, linear and recurrent layers) in PyTorch's own order."""
     if len(shape) == 4:
         _batch, channels, bins, frames = shape
-        return (bins, frames, channels)
-    _batch, features, frames = shape
-    return (frames, features)
+        return (int(bins), int(frames), int(channels))
+    return tuple(int(size) for size in shape[1:])

@@ -5,6 +5,15 @@ configurations roots (`UNMIX_CONFIGURATIONS_DIR`, `./configurations`, the config
 with unmix). A file without `base` inherits `master.jsonc`, found the same way, unless it is a
 `master.jsonc` itself. Child keys override parent keys recursively; lists are replaced whole.
 
+A key written with a trailing `!` replaces the inherited value whole instead of merging into it:
+`"options!": {"hidden_size": 64}` leaves none of the parent's options. The key is stored without the
+`!`, at any depth, so validation (and its did-you-mean) sees the plain name; `"!"` alone, `"key!!"`,
+`"base!"`, or one object holding both `"key"` and `"key!"` is an error. On a list or a plain value the
+`!` changes nothing, as those are replaced anyway. Options belong to one model, so a file that sets
+`training.model.name` to another model than the one it inherits (compared case-insensitively)
+replaces `training.model.options` as if it wrote `"options!"`, even with no options of its own: the
+new model starts from its own defaults, and the inherited `mixed_precision` goes with the rest.
+
 Each file's value expressions (`int(env('UNMIX_SONG_LIMIT'))`) are evaluated before merging, with
 the variables of `./.env` underneath the real environment. Every key remembers the file that set
 it, so a validation error names the dotted key and that file.
@@ -26,10 +35,13 @@ from dotenv import dotenv_values
 
 from unmix.core.config.expressions import ExpressionError, MissingVariableError, evaluate, is_expression
 from unmix.core.config.jsonc import load_jsonc
-from unmix.core.config.schema import Configuration, inert_keys
+from unmix.core.config.schema import Configuration, Model, inert_keys
 from unmix.core.errors import ConfigurationError, PluginError, UnmixError, did_you_mean
 
 MASTER = "master.jsonc"
+# Written after a key, replaces the inherited value instead of merging into it.
+REPLACE = "!"
+MODEL_OPTIONS = "training.model.options"
 # Sizes and counts pass through 32-bit integers in the frameworks; anything larger is a typo.
 LARGEST_WHOLE_NUMBER = 2**31 - 1
 # The longest file or folder name (in bytes) that common file systems (ext4, APFS, NTFS) accept.
@@ -110,8 +122,10 @@ def load_configuration(
         if not isinstance(raw, dict):
             raise ConfigurationError(f"{file}: a configuration must be a JSON object {{...}}, not {type(raw).__name__}")
         raw.pop("base", None)
-        resolved = _resolve_expressions(raw, file, variables, "")
-        _merge(data, resolved, provenance, file, "")
+        replaced: set[str] = set()
+        child = _plain_keys(_resolve_expressions(raw, file, variables, ""), file, "", replaced)
+        _start_new_model_from_defaults(data, child, replaced)
+        _merge(data, child, provenance, file, "", replaced)
     settings = _structure(Configuration, data, "", provenance, path)
     _check_relations(settings, provenance, path)
     return LoadedConfiguration(path=path, chain=chain, data=data, provenance=provenance, settings=settings)
@@ -184,11 +198,71 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _merge(target: dict[str, Any], child: dict[str, Any], provenance: dict[str, Path], file: Path, key: str) -> None:
+def _plain_keys(value: Any, file: Path, key: str, replaced: set[str]) -> Any:
+    """`value` with each `name!` key stored as `name`, adding its dotted key to `replaced`.
+
+    Stripping before merging means the merge, the provenance and the schema's did-you-mean only ever
+    see plain names, so a typo such as `"trainig!"` is reported as `trainig`.
+    """
+    if isinstance(value, list):
+        return [_plain_keys(v, file, f"{key}[{i}]", replaced) for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    plain: dict[str, Any] = {}
+    for written, inner in value.items():
+        name = _plain_name(written, file, key)
+        dotted = _join(key, name)
+        if name in plain:
+            raise ConfigurationError(f'{file}: {dotted}: written both as "{name}" and "{name}{REPLACE}"; keep one')
+        if name != written:
+            replaced.add(dotted)
+        plain[name] = _plain_keys(inner, file, dotted, replaced)
+    return plain
+
+
+def _plain_name(written: str, file: Path, key: str) -> str:
+    """`written` without its `!`, refusing the spellings that name no key or mean something else."""
+    name = written.removesuffix(REPLACE)
+    is_base = not key and name == "base"
+    if name == written or (name and not name.endswith(REPLACE) and not is_base):
+        return name
+    if is_base:
+        problem = 'names the parent file and cannot be replaced; write "base"'
+    else:
+        problem = f'to replace an inherited value write one "{REPLACE}" right after the key, as in "options{REPLACE}"'
+    raise ConfigurationError(f"{file}: {_join(key, written)}: {problem}")
+
+
+def _start_new_model_from_defaults(data: dict[str, Any], child: dict[str, Any], replaced: set[str]) -> None:
+    """A child that picks another model replaces the inherited `training.model.options`.
+
+    Options belong to one model: merged into another model's options they fail its validation, or
+    worse, silently mean something else. An empty `options` stands in when the child gives none,
+    so its provenance names the file that changed the model.
+    """
+    model = _object_at(child, "training", "model")
+    if model is None or "name" not in model:
+        return
+    inherited = _object_at(data, "training", "model") or {}
+    if str(model["name"]).casefold() != str(inherited.get("name", Model().name)).casefold():
+        model.setdefault("options", {})
+        replaced.add(MODEL_OPTIONS)
+
+
+def _object_at(value: Any, *names: str) -> dict[str, Any] | None:
+    """The object under the keys `names`, or None where one of them is missing or not an object."""
+    for name in names:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else None
+
+
+def _merge(target: dict[str, Any], child: dict[str, Any], provenance: dict[str, Path], file: Path, key: str,
+           replaced: set[str]) -> None:
+    """Merge `child` into `target` key by key, except the dotted keys in `replaced`, which it replaces whole."""
     for name, value in child.items():
         dotted = _join(key, name)
-        if isinstance(value, dict) and isinstance(target.get(name), dict):
-            _merge(target[name], value, provenance, file, dotted)
+        if isinstance(value, dict) and isinstance(target.get(name), dict) and dotted not in replaced:
+            _merge(target[name], value, provenance, file, dotted, replaced)
         else:
             target[name] = _copy(value)
             for known in [k for k in provenance if k.startswith(dotted + ".")]:
@@ -456,18 +530,43 @@ def _check_model_options(loaded: LoadedConfiguration, builder: Any, transform_cl
     check_options = getattr(builder, "check_options", None)
     if check_options is None:
         return
-    settings = loaded.settings
-    bins = settings.spectrogram_generation.fft_length // 2 + 1
     try:
-        input_shape = transform_class.from_configuration(settings).input_shape(bins, settings.channels)
-        check_options(settings, input_shape)
+        check_options(loaded.settings, _input_shape(loaded.settings, transform_class))
     except UnmixError as error:
         raise ConfigurationError(f"{_options_source(loaded)}: {error}") from None
 
 
+def model_options_in_full(loaded: LoadedConfiguration, manager: Any) -> dict[str, Any] | None:
+    """`training.model.options` with the model's declared defaults filled in, as the model will read them.
+
+    None when the model or its transform is not installed here, or the model declares no options
+    (a model that reads them itself). `unmix config show` prints these, so a user sees every
+    option that applies, not only the ones the files set.
+    """
+    settings = loaded.settings
+    models, transforms = manager.registry("models"), manager.registry("transforms")
+    model_name = f"{settings.training.backend}:{settings.training.model.name}"
+    if model_name not in models or settings.transformation.name not in transforms:
+        return None
+    read_options = getattr(models.get(model_name), "read_options", None)
+    if read_options is None:
+        return None
+    input_shape = _input_shape(settings, transforms.get(settings.transformation.name))
+    try:
+        return read_options(settings.training.model.options, input_shape)
+    except UnmixError as error:
+        raise ConfigurationError(f"{_options_source(loaded)}: {error}") from None
+
+
+def _input_shape(settings: Configuration, transform_class: Any) -> tuple[int, int, int]:
+    """(bins, frames, channels) of the windows the transform will hand the model."""
+    bins = settings.spectrogram_generation.fft_length // 2 + 1
+    return transform_class.from_configuration(settings).input_shape(bins, settings.channels)
+
+
 def _options_source(loaded: LoadedConfiguration) -> Path:
     """The last file in the chain that set any model option: the likeliest place of a bad one."""
-    key = "training.model.options"
+    key = MODEL_OPTIONS
     setters = {file for dotted, file in loaded.provenance.items() if dotted == key or dotted.startswith(key + ".")}
     return next((file for file in reversed(loaded.chain) if file in setters), loaded.path)
 

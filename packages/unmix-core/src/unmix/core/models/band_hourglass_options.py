@@ -1,39 +1,32 @@
-"""The band hourglass's options, shared by every backend that builds it (unmix-tf, unmix-torch).
+"""The band hourglass's options, declared once for every backend that builds it (unmix-tf, unmix-torch).
 
-The band hourglass is unmix's CPU-first model (docs/models.md): the seed's hourglass spends most
+The band hourglass is unmix's CPU-first model (docs/models.md): the original hourglass spends most
 of its 194 GFLOP per window convolving the full-resolution spectrogram, so this one first folds
 each frame's bins into a few hundred learned band features, runs the hourglass (pool, convolve,
 upsample, add) along time only, and learns the way back to one mask value per bin. One place
-holds the defaults and checks so both frameworks build the same network from the same options.
+declares the options and checks so both frameworks build the same network from the same options.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from unmix.core.errors import ModelError
-from unmix.core.models.options import check_range, read_options
+from unmix.core.models.options import PREFIX, Option
 
-DEFAULTS: dict[str, Any] = {
-    "bands": 256,
-    "stacks": 3,
-    "filters": 256,
-    "kernel_size": 3,
-    "dropoutfactor": 0.0,
-}
+OPTIONS = [
+    Option("bands", 256, "learned band features each frame's bins are folded into", minimum=1),
+    Option("stacks", 3, "how many times the hourglass halves the window along time", minimum=1),
+    Option("filters", 256, "filters of the hourglass's 1-D convolutions", minimum=1),
+    Option("kernel_size", 3, "frames each convolution sees (odd, so its output is centred)", minimum=1),
+    Option("dropoutfactor", 0.0, "dropout after each convolution", minimum=0.0, below=1.0),
+]
 
 
-def read_band_hourglass_options(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> dict[str, Any]:
-    """The options with defaults filled in, after every check; `input_shape` is (bins, frames, channels)."""
-    options = read_options("band-hourglass", options, DEFAULTS)
-    check_range("bands", options["bands"], 1)
-    check_range("stacks", options["stacks"], 1)
-    check_range("filters", options["filters"], 1)
-    check_range("kernel_size", options["kernel_size"], 1)
-    check_range("dropoutfactor", options["dropoutfactor"], 0.0, below=1.0)
+def check_band_hourglass(options: dict[str, Any], input_shape: tuple[int, int, int]) -> None:
+    """An odd kernel, and a window that halves evenly `stacks` times."""
     if options["kernel_size"] % 2 == 0:
-        raise ModelError(f"training.model.options.kernel_size is {options['kernel_size']}; it must be odd so "
+        raise ModelError(f"{PREFIX}.kernel_size is {options['kernel_size']}; it must be odd so "
                          "each frame's output is centred on it")
     frames = input_shape[1]
     factor = 2 ** options["stacks"]
@@ -43,4 +36,3 @@ def read_band_hourglass_options(options: Mapping[str, Any], input_shape: tuple[i
             f"but transformation.options.size {frames} is not a multiple of {factor}: use a multiple of {factor} "
             "or fewer stacks"
         )
-    return options

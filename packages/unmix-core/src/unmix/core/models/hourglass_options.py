@@ -1,51 +1,55 @@
-"""The hourglass's options, shared by every backend that builds it (unmix-tf, unmix-torch).
+"""The hourglass's options, declared once for every backend that builds it (unmix-tf, unmix-torch).
 
-One place checks `training.model.options` for the hourglass, so the same configuration gets the
-same defaults, limits and messages whichever framework builds the network, and a backend only
-has to build layers. The option names are the seed's; `initial_convolutions.filters` and
-`hg_module_end.filters` are unmix's: the seed fixed the widths of the full-resolution front and
-head, which cost most of the network's FLOPs (115 of 194 GFLOP per window in the splitstrument
-network), and making them options lets a small hourglass of the same architecture train on a CPU.
+One place declares and checks `training.model.options` for the hourglass, so the same
+configuration gets the same defaults, limits and messages whichever framework builds the network,
+and a backend only has to build layers. The option names are the original system's;
+`initial_convolutions.filters` and `hg_module_end.filters` are unmix's: the original fixed the
+widths of the full-resolution front and head, which cost most of the network's FLOPs (115 of 194
+GFLOP per window in the splitstrument network), and making them options lets a small hourglass of
+the same architecture train on a CPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from unmix.core.errors import ModelError
-from unmix.core.models.options import PREFIX, check_range, read_options
+from unmix.core.models.options import PREFIX, Option
 
-SEED_FRONT_FILTERS = [64, 128, 128, 128, 256]
-SEED_HEAD_FILTERS = 256
+ORIGINAL_FRONT_FILTERS = [64, 128, 128, 128, 256]
+ORIGINAL_HEAD_FILTERS = 256
 FRONT_KERNELS = (7, 3, 3, 3, 3)
 
-DEFAULTS: dict[str, Any] = {
-    "stacks": 4,
-    "channels": 128,
-    "classes": 2,
-    "initial_convolutions": {"filters": SEED_FRONT_FILTERS, "batchnormalization": False, "dropoutfactor": 0.0},
-    "hg_module": {"filters": 256, "batchnormalization": False, "dropoutfactor": 0.0},
-    "hg_module_end": {"filters": SEED_HEAD_FILTERS, "batchnormalization": False, "dropoutfactor": 0.0},
-}
+
+def _group_options(group: str, filters: Any, what: str) -> list[Option]:
+    filters_option = (Option(f"{group}.filters", filters, f"filters of {what}", minimum=1) if isinstance(filters, int)
+                      else Option(f"{group}.filters", filters, f"filters of the {len(filters)} convolutions of {what}"))
+    return [
+        filters_option,
+        Option(f"{group}.batchnormalization", False, f"batch normalisation after each convolution of {what}"),
+        Option(f"{group}.dropoutfactor", 0.0, f"dropout after each convolution of {what}", minimum=0.0, below=1.0),
+    ]
 
 
-def read_hourglass_options(options: Mapping[str, Any], input_shape: tuple[int, int, int]) -> dict[str, Any]:
-    """The options with defaults filled in, after every check; `input_shape` is (bins, frames, channels)."""
-    options = read_options("hourglass", options, DEFAULTS)
-    check_range("stacks", options["stacks"], 1)
-    check_range("hg_module.filters", options["hg_module"]["filters"], 1)
-    check_range("hg_module_end.filters", options["hg_module_end"]["filters"], 1)
+OPTIONS = [
+    Option("stacks", 4, "how many times the hourglass module halves the spectrogram and its window", minimum=1),
+    Option("channels", 128, "kept from the original configurations, which set it but never read it", minimum=1),
+    Option("classes", 2, "kept from the original configurations, which set it but never read it", minimum=1),
+    *_group_options("initial_convolutions", ORIGINAL_FRONT_FILTERS, "the full-resolution front"),
+    *_group_options("hg_module", 256, "the hourglass module"),
+    *_group_options("hg_module_end", ORIGINAL_HEAD_FILTERS, "the head after the module"),
+]
+
+
+def check_hourglass(options: dict[str, Any], input_shape: tuple[int, int, int]) -> None:
+    """The front's filter list, and whether the window halves evenly `stacks` times."""
     front = options["initial_convolutions"]["filters"]
-    if (not isinstance(front, list) or len(front) != len(SEED_FRONT_FILTERS)
+    if (not isinstance(front, list) or len(front) != len(ORIGINAL_FRONT_FILTERS)
             or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in front)):
-        raise ModelError(f"{PREFIX}.initial_convolutions.filters must list {len(SEED_FRONT_FILTERS)} positive "
-                         f"whole numbers (the seed's: {SEED_FRONT_FILTERS}), not {front!r}")
-    for group in ("initial_convolutions", "hg_module", "hg_module_end"):
-        check_range(f"{group}.dropoutfactor", options[group]["dropoutfactor"], 0.0, below=1.0)
+        raise ModelError(f"{PREFIX}.initial_convolutions.filters must list {len(ORIGINAL_FRONT_FILTERS)} positive "
+                         f"whole numbers (the original's: {ORIGINAL_FRONT_FILTERS}), not {front!r}")
     bins, frames, _channels = input_shape
     check_fits(options["stacks"], bins, frames)
-    return options
 
 
 def check_fits(stacks: int, bins: int, frames: int) -> None:

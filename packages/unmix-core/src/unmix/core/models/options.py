@@ -1,20 +1,109 @@
-"""Checks `training.model.options` against the options a network knows.
+"""Model options: declared once by the model, checked the same way for every backend.
 
-The configuration schema keeps model options as a free dictionary because each model has its
-own; this module gives them the same treatment the schema gives every other key: unknown keys
-(with a did-you-mean), wrong types and out-of-range values are one-line errors naming the key.
-Every backend uses it, so a configuration gets the same message whichever framework reads it.
+The configuration schema keeps `training.model.options` as a free dictionary because each model
+has its own. A model declares its options as a list of `Option`s (name, default, range, one-line
+help); from that one list come the defaults, the checks (unknown keys with a did-you-mean, wrong
+types and out-of-range values as one-line errors naming the key), `unmix models` and the options
+`unmix config show` fills in. Every backend uses it, so a configuration gets the same message
+whichever framework reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from unmix.core.errors import ModelError, did_you_mean
 
 PREFIX = "training.model.options"
+
+OptionsCheck = Callable[[dict[str, Any], tuple[int, int, int]], None]
+"""A model's own check of option combinations against the window shape (bins, frames, channels):
+raises `ModelError` when, say, a window cannot be halved as often as the options ask."""
+
+
+@attrs.frozen
+class Option:
+    """One option of a model, as `training.model.options` sets it.
+
+    `name` may be dotted ("hg_module.filters") for options grouped in an object. The type of
+    `default` is the type a value must have (a whole number for an int default, true/false for a
+    bool, any number for a float); `minimum` and `below` bound numbers (`minimum <= value < below`),
+    `choices` lists the allowed values. `help` is the one line `unmix models` shows.
+    """
+
+    name: str
+    default: Any
+    help: str
+    minimum: float | None = None
+    below: float | None = None
+    choices: tuple[Any, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
+
+    def check(self, value: Any) -> None:
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(repr(choice) for choice in self.choices)
+            raise ModelError(f"{PREFIX}.{self.name} is {value!r}; it must be one of {allowed}")
+        if self.minimum is not None or self.below is not None:
+            check_range(self.name, value, self.minimum, self.below)
+
+    def describe(self) -> str:
+        """`name = default`, its bounds and its help, as `unmix models` lists it."""
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f">= {self.minimum:g}")
+        if self.below is not None:
+            bounds.append(f"< {self.below:g}")
+        if self.choices is not None:
+            bounds.append("one of " + ", ".join(repr(choice) for choice in self.choices))
+        limits = f" ({', '.join(bounds)})" if bounds else ""
+        return f"{self.name} = {_json_like(self.default)}{limits}: {self.help}"
+
+
+MIXED_PRECISION = Option(
+    "mixed_precision", False,
+    "compute in a 16-bit float type with float32 weights: float16 on a GPU, bfloat16 on a CPU that has it (torch)",
+)
+"""The option every model has: the backend reads it, not the network."""
+
+
+def option_defaults(declared: Sequence[Option]) -> dict[str, Any]:
+    """The defaults of `declared` as the nested object `training.model.options` would hold."""
+    defaults: dict[str, Any] = {}
+    for option in declared:
+        *groups, key = option.name.split(".")
+        level = defaults
+        for group in groups:
+            level = level.setdefault(group, {})
+        level[key] = option.default
+    return defaults
+
+
+def read_declared_options(model: str, declared: Sequence[Option], given: Mapping[str, Any],
+                          input_shape: tuple[int, int, int], check: OptionsCheck | None = None) -> dict[str, Any]:
+    """`given` over the declared defaults, after every check: types, ranges, choices, then the model's own."""
+    options = read_options(model, given, option_defaults(declared))
+    for option in declared:
+        option.check(_lookup(options, option.name))
+    if check is not None:
+        check(options, tuple(int(size) for size in input_shape))
+    return options
+
+
+def _lookup(options: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = options
+    for key in dotted.split("."):
+        value = value[key]
+    return value
+
+
+def _json_like(value: Any) -> str:
+    """Defaults as a configuration file writes them (true, not True)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def read_options(model: str, given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -22,11 +111,12 @@ def read_options(model: str, given: Mapping[str, Any], defaults: Mapping[str, An
     return _merge(model, given, defaults, PREFIX)
 
 
-def check_range(key: str, value: float, minimum: float, below: float | None = None) -> None:
+def check_range(key: str, value: float, minimum: float | None, below: float | None = None) -> None:
     """Refuse `value` outside [minimum, below); `key` is the dotted path under training.model.options."""
-    if value < minimum or (below is not None and value >= below):
-        upper = f" and below {below}" if below is not None else ""
-        raise ModelError(f"{PREFIX}.{key} is {value}; it must be at least {minimum}{upper}")
+    if (minimum is not None and value < minimum) or (below is not None and value >= below):
+        limits = [f"at least {minimum}"] if minimum is not None else []
+        limits += [f"below {below}"] if below is not None else []
+        raise ModelError(f"{PREFIX}.{key} is {value}; it must be {' and '.join(limits)}")
 
 
 def _merge(model: str, given: Mapping[str, Any], defaults: Mapping[str, Any], path: str) -> dict[str, Any]:

@@ -3,19 +3,23 @@
 A song is decoded at its own rate, resampled to the model's rate, separated in segments of
 `prediction.chunk_seconds` (with enough context on each side that the result equals separating
 the whole song at once: `unmix.core.separation.engine.SegmentPlan`), resampled back and written by the
-exporter as it goes. Memory depends on the segment length, not on the song's. The stems come out
-at the input's rate, channel count and exact length; the rest is the mix minus the target, so
-the two stems always add up to the input.
+exporter as it goes (with `--peak normalize`, once the song's peak is known: `_PeakStage`). Memory
+depends on the segment length, not on the song's. The stems come out at the input's rate, channel
+count and exact length; the rest is the mix minus the target, so the two stems add up to the
+input. Core applies `--peak` to both before a writer sees them (`normalize`: one gain for the
+song), so only clipping can make them stop adding up, and it is warned about.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import re
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Protocol, runtime_checkable
+from typing import IO
 
 import attrs
 import numpy as np
@@ -25,9 +29,18 @@ from unmix.core.config.loader import LoadedConfiguration, load_configuration
 from unmix.core.config.schema import Configuration
 from unmix.core.data.streaming import AudioReader, Resampler
 from unmix.core.data.transforms import Transform, create_transform
-from unmix.core.errors import UnmixError
-from unmix.core.interfaces import Exporter, ExportOptions, SeparationModel, SongInput, Source, StemWriter
-from unmix.core.models.factory import build_model
+from unmix.core.errors import PluginError, UnmixError
+from unmix.core.files import raise_write_error, temporary_path
+from unmix.core.interfaces import (
+    Exporter,
+    ExportOptions,
+    SeparationModel,
+    SongInput,
+    SongWriter,
+    Source,
+    StemWriter,
+)
+from unmix.core.models.factory import build_model, warn_if_plugin_changed
 from unmix.core.plugins import plugin_manager
 from unmix.core.runs import RunFolder, RunFolderError, open_run_folder
 from unmix.core.separation.engine import SegmentPlan, SeparationSettings, separate_segment
@@ -94,6 +107,7 @@ def run_model_files(run: RunFolder) -> ModelFiles:
     if not checkpoint.is_file():
         raise RunFolderError(f"run folder '{run.path}' has no best checkpoint ({checkpoint.name}); "
                              "train it for at least one epoch first")
+    warn_if_plugin_changed(run.name, loaded, description)
     return ModelFiles(loaded, checkpoint, tuple(description["input_shape"]))
 
 
@@ -143,11 +157,12 @@ TEMPLATE_FIELDS = ("song", "stem", "ext")
 _SHOWN_FILES = 3
 
 
-def check_template(template: str) -> None:
+def check_template(template: str, per_song: bool = False) -> None:
     """Refuse a file name template that cannot name files inside the output folder.
 
     Subfolders (`{song}/{stem}.{ext}`) are allowed; an absolute path or a `..` component is not,
-    because it would write outside --output.
+    because it would write outside --output. `per_song` checks it for an exporter that writes one
+    file per song, where `{stem}` is optional and left out (`song_template`).
     """
     prefix = f"file name template '{template}' (--filename or prediction.filename)"
     try:
@@ -157,12 +172,25 @@ def check_template(template: str) -> None:
     unknown = [field for field in fields if field not in TEMPLATE_FIELDS]
     if unknown:
         raise UnmixError(f"{prefix} has the unknown field {{{unknown[0]}}}; use only {{song}}, {{stem}} and {{ext}}")
-    if "stem" not in fields:
+    if "stem" not in fields and not per_song:
         raise UnmixError(f"{prefix} gives both stems the same name; include {{stem}}")
     parts = re.split(r"[/\\]", template)
     if PurePosixPath(template).is_absolute() or PureWindowsPath(template).is_absolute() or ".." in parts:
         raise UnmixError(f"{prefix} leads outside the output folder; give a name inside it, such as "
                          "'{song}_{stem}.{ext}', and choose the folder with --output")
+    if per_song:
+        without_stem = song_template(template)
+        if any(not name or name.startswith(".") for name in re.split(r"[/\\]", without_stem)):
+            raise UnmixError(f"{prefix} names no file for a format that writes one file per song: without "
+                             f"{{stem}} it is '{without_stem}'; give one such as '{{song}}.{{ext}}'")
+
+
+def song_template(template: str) -> str:
+    """The file name template of a format that writes one file per song: `{stem}` left out with the
+    `_`, `-` or spaces that join it to the rest of its name, so the default `{song}_{stem}.{ext}`
+    gives `{song}.{ext}` and `{stem}-{song}.{ext}` gives `{song}.{ext}`."""
+    leading = re.sub(r"(^|[/\\])\{stem\}[-_ ]*", r"\1", template)
+    return re.sub(r"[-_ ]*\{stem\}", "", leading)
 
 
 def _path_safe(song: str) -> str:
@@ -171,16 +199,21 @@ def _path_safe(song: str) -> str:
     return "_" if name in ("", ".", "..") else name
 
 
-def output_names(target: str, song: str, template: str, extension: str) -> dict[str, str]:
-    """File names (relative to the output folder) of the two stems from the `{song}_{stem}.{ext}` template."""
-    check_template(template)
+def output_names(target: str, song: str, template: str, extension: str, per_song: bool = False) -> dict[str, str]:
+    """File names (relative to the output folder) of the two stems from the `{song}_{stem}.{ext}` template;
+    with `per_song`, both stems are in the one file that `song_template` names."""
+    check_template(template, per_song)
     song = _path_safe(song)
+    if per_song:
+        name = song_template(template).format(song=song, ext=extension)
+        return {stem: name for stem in (target, REST)}
     return {stem: template.format(song=song, stem=stem, ext=extension) for stem in (target, REST)}
 
 
-def output_files(target: str, song: str, folder: Path, template: str, extension: str) -> dict[str, Path]:
+def output_files(target: str, song: str, folder: Path, template: str, extension: str,
+                 per_song: bool = False) -> dict[str, Path]:
     """The two stems' paths, which `check_template` and `_path_safe` keep inside `folder`."""
-    return {stem: folder / name for stem, name in output_names(target, song, template, extension).items()}
+    return {stem: folder / name for stem, name in output_names(target, song, template, extension, per_song).items()}
 
 
 def songs_outside_output(songs: Sequence[SongInput], songs_folder: Path | None, output: Path) -> list[SongInput]:
@@ -202,8 +235,9 @@ def songs_outside_output(songs: Sequence[SongInput], songs_folder: Path | None, 
 
 
 def plan_outputs(target: str, songs: Sequence[SongInput], folder: Path, template: str, extension: str,
-                 overwrite: bool) -> list[dict[str, Path]]:
-    """Every song's output files, checked before anything is separated.
+                 overwrite: bool, per_song: bool = False) -> list[dict[str, Path]]:
+    """Every song's output files, checked before anything is separated; with `per_song` (the
+    exporter's), both stems of a song map to its one file.
 
     An input song is never overwritten, even with `overwrite`; two songs never write the same
     file; an existing output file is replaced only with `overwrite`.
@@ -212,11 +246,15 @@ def plan_outputs(target: str, songs: Sequence[SongInput], folder: Path, template
     writers: dict[Path, str] = {}
     plans = []
     for song in songs:
-        files = output_files(target, song.name, folder, template, extension)
+        files = output_files(target, song.name, folder, template, extension, per_song)
+        stems_by_path: dict[Path, list[str]] = {}
         for stem, path in files.items():
+            stems_by_path.setdefault(path, []).append(stem)
+        for path, stems in stems_by_path.items():
             resolved = path.resolve()
             if resolved in inputs:
-                raise UnmixError(f"song '{song.name}' would write its {stem} stem to '{path}', which is an input song; "
+                raise UnmixError(f"song '{song.name}' would write its {' and '.join(stems)} "
+                                 f"stem{'s' if len(stems) > 1 else ''} to '{path}', which is an input song; "
                                  "predict never overwrites its inputs, even with --overwrite; "
                                  "choose a separate --output folder")
             if resolved in writers:
@@ -224,7 +262,7 @@ def plan_outputs(target: str, songs: Sequence[SongInput], folder: Path, template
                                  "include {song} in --filename")
             writers[resolved] = song.name
         plans.append(files)
-    _refuse_existing([path for files in plans for path in files.values()], folder, overwrite)
+    _refuse_existing(list(dict.fromkeys(path for files in plans for path in files.values())), folder, overwrite)
     return plans
 
 
@@ -242,10 +280,11 @@ def _refuse_existing(paths: list[Path], folder: Path, overwrite: bool) -> None:
 
 def separate_file(engine: Engine, path: Path, output_folder: Path, exporter: Exporter, options: ExportOptions,
                   template: str, song: str | None = None, progress: bool = True) -> SeparatedSong:
-    """Separate one file into `<song>_<target>` and `<song>_rest` in `output_folder`, replacing
-    existing outputs but never the input itself."""
+    """Separate one file into `<song>_<target>` and `<song>_rest` (or, for an exporter that writes
+    per song, `<song>`) in `output_folder`, replacing existing outputs but never the input itself."""
     song = song or path.stem
-    files = output_files(engine.target, song, Path(output_folder), template, exporter.extension)
+    files = output_files(engine.target, song, Path(output_folder), template, exporter.extension,
+                         writes_per_song(exporter))
     for output in files.values():
         if output.resolve() == path.resolve():
             raise UnmixError(f"output '{output}' is the input song '{path}'; predict never overwrites its inputs; "
@@ -258,58 +297,182 @@ def separate_into(engine: Engine, path: Path, files: dict[str, Path], exporter: 
     """Separate one file into the stem files `files` (from `plan_outputs` or `output_files`)."""
     reader = AudioReader(path)
     rate, channels = reader.info.sample_rate, reader.info.channels
-    writers: dict[str, StemWriter] = {}
+    output: _PeakStage | None = None
     try:
-        for stem, output in files.items():
-            _create_folder(output.parent)
-            writers[stem] = exporter.open(output, rate, channels, options)
+        writer = _open_writer(exporter, files, rate, channels, options, song)
+        output = _PeakStage(writer, options, next(iter(files.values())))
         total = reader.info.frames
         bar = tqdm(total=round(total / rate, 1) if total else None, desc=song[:40], unit="s", leave=False,
                    disable=not progress, dynamic_ncols=True)
         written = 0
         with bar:
             for target, rest in _separated_blocks(engine, reader, channels, rate):
-                writers[engine.target].write(target)
-                writers[REST].write(rest)
+                output.write({engine.target: target, REST: rest})
                 written += target.shape[1]
                 bar.update(round(target.shape[1] / rate, 1))
-        _close_stems(writers, song)
+        output.close()
     except BaseException:
-        for writer in writers.values():
-            writer.abort()
+        if output is not None:
+            output.abort()
         raise
     finally:
         reader.close()
-    return SeparatedSong(song=song, seconds=written / rate, files=dict(files))
-
-
-@runtime_checkable
-class PeakReportingWriter(Protocol):
-    """A `StemWriter` that reports its peak and its clipping (unmix-sources' writers do), so that
-    the stems of a song can be kept adding up to the input."""
-
-    peak: float
-    clipped_samples: int
-
-    def close(self, common_peak: float = 0.0) -> None: ...
-
-
-def _close_stems(writers: dict[str, StemWriter], song: str) -> None:
-    """Close a song's stems so that target + rest still equal the input: `normalize` scales every
-    stem by the gain of the loudest one, and samples that `clip` cut off are reported."""
-    reporting = [writer for writer in writers.values() if isinstance(writer, PeakReportingWriter)]
-    common_peak = max((writer.peak for writer in reporting), default=0.0)
-    for writer in writers.values():
-        if isinstance(writer, PeakReportingWriter):
-            writer.close(common_peak)
-        else:
-            writer.close()
-    clipped = sum(writer.clipped_samples for writer in reporting)
-    if clipped:
+    if output.clipped_samples:
         log.warning("song '%s': %d samples of its stems were above full scale (peak %.2f, %+.1f dBFS) and were "
                     "clipped, so there target + rest no longer add up to the input; use --bit-depth float "
                     "(wav) to keep them, or --peak normalize to scale both stems by one gain",
-                    song, clipped, common_peak, 20 * np.log10(common_peak))
+                    song, output.clipped_samples, output.peak, 20 * np.log10(output.peak))
+    return SeparatedSong(song=song, seconds=written / rate, files=dict(files))
+
+
+def writes_per_song(exporter: Exporter) -> bool:
+    """Whether `exporter` writes one file per song with every stem (`Exporter.per_song`, default False)."""
+    return bool(getattr(exporter, "per_song", False))
+
+
+def _open_writer(exporter: Exporter, files: dict[str, Path], rate: int, channels: int, options: ExportOptions,
+                 song: str) -> SongWriter:
+    """The song's writer: the exporter's own per song, or one `StemWriter` per stem behind `_StemWriters`."""
+    stems = tuple(files)
+    for output in dict.fromkeys(files.values()):
+        _create_folder(output.parent)
+    if writes_per_song(exporter):
+        return exporter.open(files[stems[0]], rate, channels, options, song=song, stem=None, stems=stems)
+    writers = _StemWriters()
+    try:
+        for stem, output in files.items():
+            writers.add(stem, exporter.open(output, rate, channels, options, song=song, stem=stem, stems=stems))
+    except BaseException:
+        writers.abort()
+        raise
+    return writers
+
+
+class _StemWriters:
+    """A song's `StemWriter`s as one `SongWriter`, so that core streams every song the same way."""
+
+    def __init__(self) -> None:
+        self._writers: dict[str, StemWriter] = {}
+
+    @property
+    def keeps_peaks(self) -> bool:
+        return all(getattr(writer, "keeps_peaks", False) for writer in self._writers.values())
+
+    def add(self, stem: str, writer: StemWriter) -> None:
+        self._writers[stem] = writer
+
+    def write_stems(self, blocks: Mapping[str, np.ndarray]) -> None:
+        for stem, block in blocks.items():
+            self._writers[stem].write(block)
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+
+    def abort(self) -> None:
+        for writer in self._writers.values():
+            writer.abort()
+
+
+NORMALIZED_PEAK_DBFS = -0.1
+"""Where `normalize` puts a song's loudest stem sample: just below full scale, so no encoder clips it."""
+
+
+def normalizing_gain(peak: float) -> float:
+    """The gain `normalize` gives every stem of a song whose loudest sample is `peak`: 1 when it fits."""
+    return float(10 ** (NORMALIZED_PEAK_DBFS / 20)) / peak if peak > 1.0 else 1.0
+
+
+class _PeakStage:
+    """A song's writer behind `ExportOptions.peak`, so that writers only ever get final samples.
+
+    `clip` clips each block to [-1, 1] on its way to the writer (unless the writer keeps peaks)
+    and counts what it cut, for the warning. `normalize` needs the loudest sample of every stem
+    before the first is written, which streaming only knows at the end: the blocks are parked in
+    a float32 scratch file beside the outputs (memory stays at one block; the scratch has an
+    `unmix.core.files` temporary name, so one a SIGKILL left is removed by the next writer there)
+    and written, scaled by one gain, on close().
+    """
+
+    def __init__(self, writer: SongWriter, options: ExportOptions, destination: Path) -> None:
+        self.peak = 0.0
+        """The loudest sample of any stem so far, before clipping or gain."""
+        self.clipped_samples = 0
+        self._writer = writer
+        self._clips = not getattr(writer, "keeps_peaks", False)
+        self._normalizes = options.peak == "normalize"
+        self._destination = destination
+        self._scratch: _StemScratch | None = None
+
+    def write(self, blocks: dict[str, np.ndarray]) -> None:
+        self.peak = max(self.peak, *(float(np.max(np.abs(block), initial=0.0)) for block in blocks.values()))
+        if not self._normalizes:
+            self._writer.write_stems({stem: self._clipped(block) for stem, block in blocks.items()})
+            return
+        try:
+            if self._scratch is None:
+                self._scratch = _StemScratch(temporary_path(self._destination.with_name(
+                    f"{self._destination.name}.f32")))
+            self._scratch.append(blocks)
+        except OSError as error:
+            raise_write_error(self._destination, error)
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            gain = np.float32(normalizing_gain(self.peak))
+            for blocks in self._scratch.blocks():
+                self._writer.write_stems({stem: block * gain for stem, block in blocks.items()})
+            self._scratch.remove()
+        self._writer.close()
+
+    def abort(self) -> None:
+        try:
+            self._writer.abort()
+        finally:
+            if self._scratch is not None:
+                self._scratch.remove()
+
+    def _clipped(self, block: np.ndarray) -> np.ndarray:
+        if not self._clips:
+            return block
+        self.clipped_samples += int(np.count_nonzero(np.abs(block) > 1.0))
+        return np.clip(block, -1.0, 1.0)
+
+
+class _StemScratch:
+    """Every stem of a song parked on disk as float32 frames, the stems side by side, until read back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[bytes] | None = open(path, "xb")
+        self._stems: tuple[str, ...] = ()
+        self._channels = 0
+
+    def append(self, blocks: dict[str, np.ndarray]) -> None:
+        assert self._handle is not None
+        self._stems = tuple(blocks)
+        self._channels = next(iter(blocks.values())).shape[0]
+        np.ascontiguousarray(np.concatenate(list(blocks.values())).T, dtype=np.float32).tofile(self._handle)
+
+    def blocks(self) -> Iterator[dict[str, np.ndarray]]:
+        assert self._handle is not None
+        self._handle.close()
+        self._handle = None
+        width = len(self._stems) * self._channels
+        with open(self.path, "rb") as handle:
+            while width:
+                frames = np.fromfile(handle, dtype=np.float32, count=_READ_BLOCK * width).reshape(-1, width).T
+                if not frames.shape[1]:
+                    return
+                yield {stem: frames[index * self._channels:(index + 1) * self._channels]
+                       for index, stem in enumerate(self._stems)}
+
+    def remove(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        with contextlib.suppress(OSError):
+            self.path.unlink()
 
 
 def _separated_blocks(engine: Engine, reader: AudioReader, channels: int,
@@ -416,8 +579,37 @@ def find_source(uri: str) -> Source:
 
 
 def exporter_for(format_name: str) -> Exporter:
+    """The exporter registered as `format_name`, refused by name if its open() predates the song and stem names.
+
+    Checked here, before any song is separated, rather than by catching the TypeError of the
+    first open() call: that names the plugin and the signature it needs, and a TypeError raised
+    inside a current exporter's open() stays that plugin's own error.
+    """
     exporter_class = plugin_manager().get("exporters", format_name)
-    return exporter_class() if isinstance(exporter_class, type) else exporter_class
+    exporter = exporter_class() if isinstance(exporter_class, type) else exporter_class
+    if not _takes_stem_names(exporter):
+        plugin = plugin_manager().provider("exporters", format_name).describe()
+        raise PluginError(f"{plugin} registers the exporter '{format_name}', whose open() does not take the "
+                          f"keyword arguments {', '.join(_OPEN_KEYWORDS)}; unmix calls "
+                          "open(path, sample_rate, channels, options, *, song, stem, stems) (see register_exporters "
+                          "in docs/plugins.md); update the plugin or choose another --format")
+    return exporter
+
+
+_OPEN_KEYWORDS = ("song", "stem", "stems")
+
+
+def _takes_stem_names(exporter: Exporter) -> bool:
+    try:
+        parameters = inspect.signature(exporter.open).parameters.values()
+    except AttributeError:
+        return False
+    except (TypeError, ValueError):  # no signature to read (a C function): let the call tell
+        return True
+    named = {parameter.name for parameter in parameters
+             if parameter.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+    return set(_OPEN_KEYWORDS) <= named or any(parameter.kind is inspect.Parameter.VAR_KEYWORD
+                                               for parameter in parameters)
 
 
 def prediction_output_folder(run: RunFolder | None, output: str | Path | None) -> Path:
