@@ -30,6 +30,7 @@ from unmix.cli.evaluate_command import evaluate
 from unmix.cli.framework_logs import quiet_framework_logs
 from unmix.cli.generate_command import generate
 from unmix.cli.models_command import models
+from unmix.cli.plugin_command import plugin
 from unmix.cli.plugins_command import plugins
 from unmix.cli.predict_command import predict
 from unmix.cli.train_command import train
@@ -155,6 +156,7 @@ def cli(verbose: bool) -> None:
 
 
 cli.add_command(plugins)
+cli.add_command(plugin)
 cli.add_command(models)
 cli.add_command(config)
 cli.add_command(generate)

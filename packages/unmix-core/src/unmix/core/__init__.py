@@ -61,6 +61,7 @@ _PUBLIC = {
     "run_prediction": "unmix.core.api",
     "separate": "unmix.core.api",
     "atomic_path": "unmix.core.files",
+    "AtomicFile": "unmix.core.files",
 }
 
 __all__ = sorted(_PUBLIC)
