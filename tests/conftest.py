@@ -9,6 +9,7 @@ or files and must not see each other's changes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,13 @@ def gain_environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
     """An environment for `unmix` subprocesses that load gain-mask runs: a subprocess does not see the model
     registered in the test process, so it gets the model as a plugin distribution on PYTHONPATH."""
     return clean_environment(PYTHONPATH=gain_plugin_path(tmp_path_factory.mktemp("gain-site")))
+
+
+@pytest.fixture
+def unmix_free_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`tmp_path` as the working directory, without the caller's UNMIX_* variables: configuration lookups
+    (./configurations, UNMIX_CONFIGURATIONS_DIR) then see only what the test writes."""
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("UNMIX_")]:
+        monkeypatch.delenv(name)
+    return tmp_path

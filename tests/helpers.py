@@ -66,3 +66,38 @@ def build_network(model: str, options: dict, input_shape: tuple[int, int, int]):
     chosen = registered.read_options(options, input_shape)
     chosen.pop("mixed_precision")
     return registered.network_factory()(chosen, input_shape)
+
+
+def write_file(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def venv_seeing_unmix(folder: Path, *pip_install: str | Path) -> Path:
+    """The interpreter of a new virtual environment where pip installs `pip_install` (packages, `-e` folders).
+
+    The environment sees unmix and its dependencies through a .pth file that adds this interpreter's
+    site-packages as a site directory, so the editable unmix installs (themselves .pth files) work
+    there without reinstalling anything; `venv --system-site-packages` would expose the base
+    interpreter's packages instead, not this environment's.
+    """
+    def run(*command: str | Path, timeout: float = 300) -> str:
+        result = subprocess.run([str(part) for part in command], capture_output=True, text=True, timeout=timeout,
+                                env=clean_environment())
+        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        return result.stdout
+
+    import importlib.util
+    import sysconfig
+
+    run(sys.executable, "-m", "venv", "--without-pip", folder / "venv")
+    interpreter = folder / "venv" / ("Scripts" if os.name == "nt" else "bin") / "python"
+    site = Path(run(interpreter, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
+    (site / "_unmix_parent.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
+    # Without hatchling here, pip builds in an isolated environment, fetching hatchling from the package index.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
+    run(sys.executable, "-m", "pip", "--python", interpreter, "install", "--quiet", "--disable-pip-version-check",
+        "--no-deps", *isolation, *pip_install)
+    return interpreter

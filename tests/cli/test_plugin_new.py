@@ -8,18 +8,14 @@ render the templates in this process and check the command's one-line refusals.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_one_line_error, clean_environment, run_unmix
+from tests.helpers import assert_one_line_error, clean_environment, run_unmix, venv_seeing_unmix
 from unmix.cli.plugin_command import KINDS, create_plugin
 from unmix.core.errors import UnmixError
 
@@ -109,18 +105,8 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def python(packages: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The interpreter of a new virtual environment with every generated package installed editable by pip."""
-    folder = tmp_path_factory.mktemp("plugins-venv")
-    run(sys.executable, "-m", "venv", "--without-pip", folder / "venv")
-    interpreter = folder / "venv" / ("Scripts" if os.name == "nt" else "bin") / "python"
-    site = Path(run(interpreter, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").stdout.strip())
-    parent = sysconfig.get_path("purelib")
-    (site / "_unmix_parent.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
-    # Without hatchling here, pip builds in an isolated environment, fetching hatchling from the package index.
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
     editable = [argument for package in packages.values() for argument in ("-e", package)]
-    run(sys.executable, "-m", "pip", "--python", interpreter, "install", "--quiet", "--disable-pip-version-check",
-        "--no-deps", *isolation, *editable)
-    return interpreter
+    return venv_seeing_unmix(tmp_path_factory.mktemp("plugins-venv"), *editable)
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tests.helpers import REPOSITORY
+from tests.helpers import REPOSITORY, write_file
 from unmix.core.config.loader import inert_keys_set, load_configuration
 from unmix.core.config.schema import Configuration, inert_keys
 from unmix.core.errors import ConfigurationError
@@ -19,25 +19,16 @@ MASTER = """{
 }"""
 
 
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture
-def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in list(__import__("os").environ):
-        if name.startswith("UNMIX_"):
-            monkeypatch.delenv(name)
-    write(tmp_path, "master.jsonc", MASTER)
-    return tmp_path
+def tree(unmix_free_folder: Path) -> Path:
+    write_file(unmix_free_folder, "master.jsonc", MASTER)
+    return unmix_free_folder
 
 
 def test_file_without_base_inherits_master(tree: Path):
-    child = write(tree, "child.jsonc", '{"training": {"batch_size": 4}}')
+    child = write_file(tree, "child.jsonc", '{"training": {"batch_size": 4}}')
     loaded = load_configuration(child, environment={})
     assert [p.name for p in loaded.chain] == ["master.jsonc", "child.jsonc"]
     assert loaded.settings.training.batch_size == 4
@@ -46,8 +37,9 @@ def test_file_without_base_inherits_master(tree: Path):
 
 
 def test_inheritance_chain_merges_recursively_and_replaces_lists(tree: Path):
-    write(tree, "parent.jsonc", '{"training": {"model": {"options": {"stacks": 6}}}, "collection": {"stereo": true}}')
-    child = write(
+    write_file(tree, "parent.jsonc",
+               '{"training": {"model": {"options": {"stacks": 6}}}, "collection": {"stereo": true}}')
+    child = write_file(
         tree,
         "sub/child.jsonc",
         """{"base": "../parent.jsonc",
@@ -65,19 +57,19 @@ def test_inheritance_chain_merges_recursively_and_replaces_lists(tree: Path):
 
 
 def test_base_is_found_beside_the_child_before_the_configurations_root(tree: Path):
-    write(tree, "configurations/master.jsonc", "{}")
-    write(tree, "configurations/parent.jsonc", '{"training": {"batch_size": 2}}')
-    write(tree, "custom/parent.jsonc", '{"training": {"batch_size": 3}}')
-    beside = write(tree, "custom/child.jsonc", '{"base": "parent.jsonc"}')
-    from_root = write(tree, "elsewhere/child.jsonc", '{"base": "parent.jsonc"}')
+    write_file(tree, "configurations/master.jsonc", "{}")
+    write_file(tree, "configurations/parent.jsonc", '{"training": {"batch_size": 2}}')
+    write_file(tree, "custom/parent.jsonc", '{"training": {"batch_size": 3}}')
+    beside = write_file(tree, "custom/child.jsonc", '{"base": "parent.jsonc"}')
+    from_root = write_file(tree, "elsewhere/child.jsonc", '{"base": "parent.jsonc"}')
     assert load_configuration(beside, environment={}).settings.training.batch_size == 3
     assert load_configuration(from_root, environment={}).settings.training.batch_size == 2
 
 
 def test_base_cycle_is_an_error_naming_the_chain(tree: Path):
-    write(tree, "a.jsonc", '{"base": "b.jsonc"}')
-    write(tree, "b.jsonc", '{"base": "c.jsonc"}')
-    write(tree, "c.jsonc", '{"base": "a.jsonc"}')
+    write_file(tree, "a.jsonc", '{"base": "b.jsonc"}')
+    write_file(tree, "b.jsonc", '{"base": "c.jsonc"}')
+    write_file(tree, "c.jsonc", '{"base": "a.jsonc"}')
     with pytest.raises(ConfigurationError) as caught:
         load_configuration(tree / "a.jsonc", environment={})
     message = str(caught.value)
@@ -87,8 +79,8 @@ def test_base_cycle_is_an_error_naming_the_chain(tree: Path):
 
 
 def test_missing_base_is_an_error_naming_the_chain(tree: Path):
-    write(tree, "b.jsonc", '{"base": "nowhere.jsonc"}')
-    child = write(tree, "a.jsonc", '{"base": "b.jsonc"}')
+    write_file(tree, "b.jsonc", '{"base": "nowhere.jsonc"}')
+    child = write_file(tree, "a.jsonc", '{"base": "b.jsonc"}')
     with pytest.raises(ConfigurationError) as caught:
         load_configuration(child, environment={})
     message = str(caught.value)
@@ -96,7 +88,7 @@ def test_missing_base_is_an_error_naming_the_chain(tree: Path):
 
 
 def test_env_expressions_are_resolved_in_every_file(tree: Path):
-    child = write(
+    child = write_file(
         tree,
         "child.jsonc",
         """{"collection": {"song_limit": "int(env('UNMIX_SONG_LIMIT'))", "folder": "env('UNMIX_COLLECTION_DIR')",
@@ -113,7 +105,8 @@ def test_env_expressions_are_resolved_in_every_file(tree: Path):
 
 
 def test_missing_variable_names_key_file_and_variable(tree: Path):
-    child = write(tree, "child.jsonc", '{"collection": {"test_data_count": "int(env(\'UNMIX_TEST_DATA_COUNT\'))"}}')
+    child = write_file(tree, "child.jsonc",
+                       '{"collection": {"test_data_count": "int(env(\'UNMIX_TEST_DATA_COUNT\'))"}}')
     with pytest.raises(ConfigurationError) as caught:
         load_configuration(child, environment={})
     message = str(caught.value)
@@ -123,8 +116,8 @@ def test_missing_variable_names_key_file_and_variable(tree: Path):
 
 
 def test_dotenv_is_read_and_real_environment_wins(tree: Path, monkeypatch: pytest.MonkeyPatch):
-    write(tree, ".env", "UNMIX_SONG_LIMIT=5\nUNMIX_TEST_DATA_COUNT=3\n")
-    child = write(
+    write_file(tree, ".env", "UNMIX_SONG_LIMIT=5\nUNMIX_TEST_DATA_COUNT=3\n")
+    child = write_file(
         tree,
         "child.jsonc",
         """{"collection": {"song_limit": "int(env('UNMIX_SONG_LIMIT'))",
@@ -155,7 +148,7 @@ def test_dotenv_is_read_and_real_environment_wins(tree: Path, monkeypatch: pytes
     ],
 )
 def test_validation_errors_name_the_dotted_key_and_the_file(tree: Path, body: str, key: str, fragment: str):
-    child = write(tree, "child.jsonc", body)
+    child = write_file(tree, "child.jsonc", body)
     with pytest.raises(ConfigurationError) as caught:
         load_configuration(child, environment={})
     message = str(caught.value)
@@ -164,15 +157,15 @@ def test_validation_errors_name_the_dotted_key_and_the_file(tree: Path, body: st
 
 
 def test_validation_error_names_the_parent_file_that_set_the_value(tree: Path):
-    write(tree, "parent.jsonc", '{"training": {"batch_size": -3}}')
-    child = write(tree, "child.jsonc", '{"base": "parent.jsonc", "training": {"verbose": 0}}')
+    write_file(tree, "parent.jsonc", '{"training": {"batch_size": -3}}')
+    child = write_file(tree, "child.jsonc", '{"base": "parent.jsonc", "training": {"verbose": 0}}')
     with pytest.raises(ConfigurationError) as caught:
         load_configuration(child, environment={})
     assert str(caught.value).startswith(f"{tree / 'parent.jsonc'}: training.batch_size")
 
 
 def test_numeric_strings_load_as_the_seed_loader_read_them(tree: Path):
-    child = write(tree, "child.jsonc", '{"training": {"batch_size": "12", "optimizer": {"lr": "0.001"}}}')
+    child = write_file(tree, "child.jsonc", '{"training": {"batch_size": "12", "optimizer": {"lr": "0.001"}}}')
     settings = load_configuration(child, environment={}).settings
     assert settings.training.batch_size == 12
     assert settings.training.optimizer.lr == 0.001
@@ -181,26 +174,26 @@ def test_numeric_strings_load_as_the_seed_loader_read_them(tree: Path):
 def test_missing_and_invalid_files(tree: Path):
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_configuration(tree / "absent.jsonc", environment={})
-    broken = write(tree, "broken.jsonc", '{"training": {\n "batch_size": 4,,\n}}')
+    broken = write_file(tree, "broken.jsonc", '{"training": {\n "batch_size": 4,,\n}}')
     with pytest.raises(ConfigurationError, match=r"broken.jsonc: invalid jsonc \(line 2"):
         load_configuration(broken, environment={})
-    array = write(tree, "array.jsonc", "[1, 2]")
+    array = write_file(tree, "array.jsonc", "[1, 2]")
     with pytest.raises(ConfigurationError, match="must be a JSON object"):
         load_configuration(array, environment={})
 
 
 def test_run_folder_configuration_loads_without_inheritance(tree: Path):
-    merged = load_configuration(write(tree, "child.jsonc", '{"training": {"batch_size": 4}}'), environment={})
-    saved = write(tree, "run/configuration.jsonc", json.dumps(merged.data))
-    write(tree, "master.jsonc", '{"training": {"batch_size": 99}}')  # a later change to the shipped master
+    merged = load_configuration(write_file(tree, "child.jsonc", '{"training": {"batch_size": 4}}'), environment={})
+    saved = write_file(tree, "run/configuration.jsonc", json.dumps(merged.data))
+    write_file(tree, "master.jsonc", '{"training": {"batch_size": 99}}')  # a later change to the shipped master
     reloaded = load_configuration(saved, environment={}, inherit=False)
     assert reloaded.chain == [saved]
     assert reloaded.settings == merged.settings
 
 
 def test_inert_keys_set_names_the_file_that_set_each_one(tree: Path):
-    write(tree, "master.jsonc", '{"environment": {"temp_folder": "tmp"}, "training": {"verbose": 0}}')
-    child = write(tree, "child.jsonc", '{"training": {"verbose": 2, "batch_size": 4, '
+    write_file(tree, "master.jsonc", '{"environment": {"temp_folder": "tmp"}, "training": {"verbose": 0}}')
+    child = write_file(tree, "child.jsonc", '{"training": {"verbose": 2, "batch_size": 4, '
                                        '"callbacks": {"csv_logger": {"append": false}}}}')
     loaded = load_configuration(child, environment={})
     # A master.jsonc that is not the shipped one is the user's, so its inert keys count too.

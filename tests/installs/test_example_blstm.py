@@ -16,17 +16,14 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import os
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from tests.helpers import REPOSITORY, clean_environment
+from tests.helpers import REPOSITORY, clean_environment, venv_seeing_unmix
 from tests.training_fixtures import write_configuration, write_seed_collection
 
 # Installs a package into a new environment and trains a PyTorch network several times.
@@ -58,17 +55,7 @@ def only_run(working_directory: Path) -> Path:
 @pytest.fixture(scope="module")
 def python(tmp_path_factory) -> Path:
     """The interpreter of a new virtual environment with the example installed by pip."""
-    folder = tmp_path_factory.mktemp("blstm-venv")
-    run(sys.executable, "-m", "venv", "--without-pip", folder / "venv")
-    interpreter = folder / "venv" / ("Scripts" if os.name == "nt" else "bin") / "python"
-    site = Path(run(interpreter, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").stdout.strip())
-    parent = sysconfig.get_path("purelib")
-    (site / "_unmix_parent.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
-    # Without hatchling here, pip builds in an isolated environment, fetching hatchling from the package index.
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
-    run(sys.executable, "-m", "pip", "--python", interpreter, "install", "--quiet", "--disable-pip-version-check",
-        "--no-deps", *isolation, EXAMPLE, timeout=300)
-    return interpreter
+    return venv_seeing_unmix(tmp_path_factory.mktemp("blstm-venv"), EXAMPLE)
 
 
 def unmix(python: Path, *arguments: str | Path, **keywords) -> subprocess.CompletedProcess[str]:

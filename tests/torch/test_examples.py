@@ -1,28 +1,22 @@
 """The example plugin packages under examples/, installed with pip into a fresh virtual environment.
 
-The environment sees unmix and its dependencies through a .pth file that adds this
-interpreter's site-packages as a site directory, so the editable unmix installs (themselves
-.pth files) work there without reinstalling anything. (`venv --system-site-packages` does not
-do it: from inside a virtual environment it exposes the base interpreter's packages, not the
-environment's.) The examples are built and installed for real (`pip --python VENV install`),
-then `unmix plugins --json` must list them, `unmix train` must train the example model, and a
-tone from the example source must be separated by it through the Python API.
+The environment (tests.helpers.venv_seeing_unmix) sees the editable unmix of this interpreter;
+the examples are built and installed into it for real (`pip --python VENV install`), then
+`unmix plugins --json` must list them, `unmix train` must train the example model, and a tone
+from the example source must be separated by it through the Python API.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
-import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPOSITORY, clean_environment
+from tests.helpers import REPOSITORY, clean_environment, venv_seeing_unmix
 from tests.training_fixtures import write_configuration, write_seed_collection
 
 # Installs the example plugins into a new environment and trains; the fast subset skips this module.
@@ -42,17 +36,7 @@ def run(*command: str | Path, timeout: float = 120, **keywords) -> subprocess.Co
 @pytest.fixture(scope="module")
 def python(tmp_path_factory) -> Path:
     """The interpreter of a new virtual environment with both examples installed by pip."""
-    folder = tmp_path_factory.mktemp("examples-venv")
-    run(sys.executable, "-m", "venv", "--without-pip", folder / "venv")
-    interpreter = folder / "venv" / ("Scripts" if os.name == "nt" else "bin") / "python"
-    site = Path(run(interpreter, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").stdout.strip())
-    parent = sysconfig.get_path("purelib")
-    (site / "_unmix_parent.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
-    # Without hatchling here, pip builds in an isolated environment, fetching hatchling from the package index.
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
-    run(sys.executable, "-m", "pip", "--python", interpreter, "install", "--quiet", "--disable-pip-version-check",
-        "--no-deps", *isolation, *(EXAMPLES / package for package in PACKAGES), timeout=300)
-    return interpreter
+    return venv_seeing_unmix(tmp_path_factory.mktemp("examples-venv"), *(EXAMPLES / package for package in PACKAGES))
 
 
 def test_the_examples_are_installed_only_in_the_new_environment(python):
