@@ -4,7 +4,8 @@ per window, and Open-Unmix like for like; peak memory for a 5- and a 60-minute s
 Targets (issue 5): engine overhead (predict wall time / bare network time over the same windows)
 at most 1.2; at least 3x faster than calling the model once per window; peak RSS for 60 minutes
 within 10% of 5 minutes. Issue 9: the band hourglass separates at least as fast as Open-Unmix on
-the same song. Models have random weights: speed does not depend on what they learned.
+the same song; the small RoFormer (a waveform model) runs in the same race. Models have random
+weights: speed does not depend on what they learned.
 
 The Open-Unmix comparison is like for like: one process, one thread count for PyTorch and
 TensorFlow (`--threads`, default every core; printed with the CPU), and for every system the same
@@ -46,6 +47,7 @@ from machine import default_threads, describe_cpu, describe_threads, use_threads
 CONFIGURATIONS = REPOSITORY / "configurations"
 SMALL = CONFIGURATIONS / "cpu" / "small-hourglass.jsonc"
 BAND = CONFIGURATIONS / "cpu" / "band-hourglass.jsonc"
+ROFORMER = CONFIGURATIONS / "cpu" / "roformer-small.jsonc"
 FULL = CONFIGURATIONS / "splitstrument" / "guitar_full.jsonc"
 # A deliberately tiny network for the memory runs: there the engine, not the network, is measured.
 TINY_OPTIONS = {"stacks": 2, "initial_convolutions": {"filters": [4, 4, 4, 4, 4]}, "hg_module": {"filters": 4},
@@ -173,7 +175,7 @@ class Contender:
     name: str
     model_rate: int
     channels: str
-    fft: int
+    fft: str
     separate_samples: Callable[[np.ndarray], np.ndarray]
     best_seconds: float = math.inf
 
@@ -205,8 +207,11 @@ def unmix_contender(name: str, run: Path) -> Contender:
 
     engine = api.create_engine(run)
     channels = "2, each as mono" if engine.settings.channels == 1 else f"{engine.settings.channels}, jointly"
-    return Contender(name, engine.sample_rate, channels, engine.settings.spectrogram_generation.fft_length,
-                     engine.separate_samples)
+    # A waveform model's STFT (if any) is inside the network, set by its own options.
+    options = engine.settings.training.model.options
+    fft = (str(options.get("stft_n_fft", "-")) if engine.settings.transformation.name == "waveform"
+           else str(engine.settings.spectrogram_generation.fft_length))
+    return Contender(name, engine.sample_rate, channels, fft, engine.separate_samples)
 
 
 def open_unmix_contender(sample_rate: int) -> Contender | None:
@@ -216,7 +221,8 @@ def open_unmix_contender(sample_rate: int) -> Contender | None:
     except ImportError:
         return None
     run = untrained_open_unmix(sample_rate, channels=2)
-    return Contender("Open-Unmix (torch, recipe network)", sample_rate, "2, jointly", run.n_fft, run.separate_samples)
+    return Contender("Open-Unmix (torch, recipe network)", sample_rate, "2, jointly", str(run.n_fft),
+                     run.separate_samples)
 
 
 def race(contenders: list[Contender], song: Path, warm: Path, folder: Path, rounds: int) -> None:
@@ -251,17 +257,20 @@ def print_ratio(label: str, unmix: Contender, umx: Contender | None, target: flo
           f"{umx.model_rate} Hz, n_fft {umx.fft}{verdict})")
 
 
-def like_for_like(small: Path, band: Path, song: Path, folder: Path, rounds: int) -> None:
+def like_for_like(small: Path, band: Path, roformer: Path, song: Path, folder: Path, rounds: int) -> None:
     band_contender = unmix_contender("band hourglass (unmix, tensorflow)", band)
     small_contender = unmix_contender("small hourglass (unmix, tensorflow)", small)
+    roformer_contender = unmix_contender("small RoFormer (unmix, torch, waveform)", roformer)
     same_rate = open_unmix_contender(band_contender.model_rate)
     published = open_unmix_contender(44100)
-    contenders = [band_contender, small_contender, *(c for c in (same_rate, published) if c is not None)]
+    contenders = [band_contender, small_contender, roformer_contender,
+                  *(c for c in (same_rate, published) if c is not None)]
     race(contenders, song, write_song(folder / "warm.mp3", 2.0), folder, rounds)
     print_race(contenders, soundfile.info(song).duration, rounds)
     print_ratio("band_vs_open_unmix", band_contender, same_rate, target=1.0)
     print_ratio("band_vs_open_unmix_44k", band_contender, published, target=None)
     print_ratio("small_vs_open_unmix", small_contender, same_rate, target=None)
+    print_ratio("roformer_small_vs_open_unmix", roformer_contender, same_rate, target=None)
 
 
 def main() -> None:
@@ -281,7 +290,8 @@ def main() -> None:
         song = write_song(folder / "three-minutes.mp3", 180.0)
         small = untrained_run(SMALL, folder / "small")
         if arguments.compare_only:
-            like_for_like(small, untrained_run(BAND, folder / "band"), song, folder, arguments.rounds)
+            like_for_like(small, untrained_run(BAND, folder / "band"), untrained_run(ROFORMER, folder / "roformer"),
+                          song, folder, arguments.rounds)
             return
         elapsed, _ = timed_cli_predict(small, song, folder / "out-small")
         print(f"predict_rtf_small {180.0 / elapsed:.2f}x real time (small hourglass, 3 min stereo 44.1 kHz mp3, "
@@ -296,7 +306,8 @@ def main() -> None:
         print(f"batched_vs_per_window {speedup:.1f}x (one Keras predict call per window, as the seed: "
               f"{numbers['per_window_seconds']:.1f} s; target >= 3: {'ok' if speedup >= 3 else 'MISSED'})")
 
-        like_for_like(small, untrained_run(BAND, folder / "band"), song, folder, arguments.rounds)
+        like_for_like(small, untrained_run(BAND, folder / "band"), untrained_run(ROFORMER, folder / "roformer"),
+                      song, folder, arguments.rounds)
 
         if quick:
             return

@@ -29,6 +29,8 @@ def models(as_json: bool) -> None:
     for model in listed:
         click.echo(f"{model['backend']}:{model['name']} ({model['distribution'] or model['plugin']}"
                    f"{' ' + model['version'] if model['version'] else ''})")
+        if model["kind"] is not None:
+            click.echo(f"  kind: {model['kind']}")
         if model["options"] is None:
             click.echo("  options: not declared (the model reads training.model.options itself)")
         for option in model["options"] or []:
@@ -36,7 +38,8 @@ def models(as_json: bool) -> None:
 
 
 def list_models() -> list[dict[str, Any]]:
-    """One entry per registered model; `options` is None for a model that does not declare them (no kit)."""
+    """One entry per registered model; `options` and `kind` ("spectrogram" or "waveform") are None for a
+    model registered without a kit, which declares neither."""
     manager = plugin_manager()
     listed = []
     for registration in manager.registry("models"):
@@ -49,6 +52,7 @@ def list_models() -> list[dict[str, Any]]:
             "plugin": provider.name,
             "distribution": provider.distribution,
             "version": provider.version,
+            "kind": getattr(registration.thing, "kind", None),
             "options": None if declared is None else [attrs.asdict(option) for option in declared],
         })
     return listed

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from unmix.core.data.audio import check_finite, istft, resample
+from unmix.core.errors import UnmixError
 from unmix.core.separation.engine import separate_spectrogram
 from unmix.core.separation.prediction import Engine, engine_from_run, engine_from_weights
 
@@ -36,7 +37,11 @@ def create_engine_from_weights(weights: str | Path, configuration: str | Path,
 
 def run_prediction(engine: Engine, mix: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The seed's call: complex STFTs of the mix (one (bins, frames) array per channel, at the
-    model's rate, fft_length and hop) in; the target and the rest as audio (channels, samples) out."""
+    model's rate, fft_length and hop) in; the target and the rest as audio (channels, samples) out.
+    A waveform model never sees a spectrogram: give it samples with `separate`."""
+    if engine.transform.kind == "waveform":
+        raise UnmixError("run_prediction() takes a mix STFT, but this run's model is a waveform model "
+                         "(transformation.name 'waveform'); call separate(engine, samples, sample_rate) instead")
     spectrogram = np.asarray(np.stack(list(mix)) if isinstance(mix, list) else mix, dtype=np.complex64)
     if spectrogram.ndim == 2:
         spectrogram = spectrogram[None]

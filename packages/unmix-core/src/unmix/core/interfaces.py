@@ -7,7 +7,7 @@ talk to a backend only through `SeparationModel`, and find the backend's model t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -48,7 +48,8 @@ class SeparationModel(Protocol):
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """The raw network output for a batch of inputs: (batch, bins, output frames, channels), where
-        output frames is the transform's output width (the window size, or `step` for centre masks)."""
+        output frames is the transform's output width (the window size, or `step` for centre masks); for
+        the waveform transform, the target's (batch, channels, samples) for chunks of that shape."""
         ...
 
     @property
@@ -64,10 +65,34 @@ class SeparationModel(Protocol):
     def load_checkpoint(self, path: Path) -> None: ...
 
 
+@runtime_checkable
+class FineTunableModel(SeparationModel, Protocol):
+    """A `SeparationModel` that can also be fine-tuned: the optional part of the model contract.
+
+    Only a configuration that sets `training.initial_weights` or `training.freeze` needs these two
+    methods; asking it of a model without them is one line naming the setting. The driver calls
+    them once, after building the model and before the first epoch (`freeze` again on `--resume`).
+    """
+
+    def load_weights(self, path: Path) -> None:
+        """The network's weights from a checkpoint of this model (same backend, same weight shapes), and
+        nothing else: the optimiser, its step count and the learning rate stay as built, so a new run
+        starts from these weights with a fresh optimiser. A checkpoint that does not fit is a `ModelError`
+        naming the file and what differs."""
+        ...
+
+    def freeze(self, prefixes: Sequence[str]) -> None:
+        """Stop training the weights under `prefixes` (each a weight or group name of the network, naming
+        itself and everything below it): they keep their values, and `trainable_parameters()` counts the
+        rest. A prefix that names nothing is a `ModelError` listing names the network has."""
+        ...
+
+
 class ModelBuilder(Protocol):
     """What a `register_models` hook registers: builds a model for a configuration.
 
-    `input_shape` is (bins, frames, channels) as the transform produces it.
+    `input_shape` is (bins, frames, channels) as the transform produces it, or (channels, samples) for the
+    waveform transform.
     """
 
     def __call__(self, settings: Configuration, input_shape: tuple[int, int, int]) -> SeparationModel: ...

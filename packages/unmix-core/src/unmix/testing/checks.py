@@ -116,26 +116,32 @@ def check_transform(transform_class: type[Transform], *, size: int = 8, step: in
     Random complex windows of (channels, bins, size) go through `training_pair`, `prepare_input`
     and `untransform`, one at a time and as a batch of three, which must agree; a mask transform
     must give back the mix for a mask of one and silence for zero; `synthesis_weights` must sum to
-    one over windows `step` frames apart. Returns the transform.
+    one over windows `step` frames apart. A waveform transform (`kind` "waveform") gets real
+    (channels, size) chunks of samples instead and must return samples. Returns the transform.
     """
     require(isinstance(transform_class, type) and issubclass(transform_class, Transform),
             f"{transform_class!r} is not a subclass of unmix.core.Transform")
     subject = f"transform '{transform_class.name}' ({transform_class.__qualname__})"
     require(isinstance(transform_class.name, str) and bool(transform_class.name),
             f"{transform_class.__qualname__} has no name; set the class variable `name` that configurations use")
-    require(transform_class.model_output in ("mask", "magnitude"),
-            f"{subject}: model_output is {transform_class.model_output!r}; it must be \"mask\" or \"magnitude\"")
-    require(transform_class.training_target in ("magnitude", "mask"),
-            f"{subject}: training_target is {transform_class.training_target!r}; it must be \"magnitude\" or \"mask\"")
+    waveform = transform_class.kind == "waveform"
+    outputs = ("waveform",) if waveform else ("mask", "magnitude")
+    require(transform_class.model_output in outputs and transform_class.training_target in outputs,
+            f"{subject}: model_output is {transform_class.model_output!r} and training_target "
+            f"{transform_class.training_target!r}; a {transform_class.kind} transform's must be one of {outputs}")
     settings = Configuration(transformation=Transformation(
         name=transform_class.name, options=TransformationOptions(size=size, step=step)))
     transform = transform_class.from_configuration(settings)
     require(isinstance(transform, transform_class), f"{subject}: from_configuration() returned {transform!r}")
 
     rng = np.random.default_rng(0)
-    shape = (3, channels, bins, size)
-    mixes = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
-    targets = (mixes * rng.random(shape)).astype(np.complex64)
+    if waveform:
+        mixes = rng.normal(size=(3, channels, size)).astype(np.float32)
+        targets = (mixes * rng.random(mixes.shape)).astype(np.float32)
+    else:
+        shape = (3, channels, bins, size)
+        mixes = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+        targets = (mixes * rng.random(shape)).astype(np.complex64)
     input_shape = transform.input_shape(bins, channels)
     target_shape = transform.target_shape(bins, channels)
     model_input, target = transform.training_pair(mixes[0], targets[0])
@@ -157,10 +163,11 @@ def check_transform(transform_class: type[Transform], *, size: int = 8, step: in
 
     prediction = rng.random((3, *target_shape), dtype=np.float32)
     estimate = np.asarray(transform.untransform(mixes[0], prediction[0]))
-    estimate_shape = (channels, bins, transform.output_width)
-    require(estimate.shape == estimate_shape and np.iscomplexobj(estimate),
-            f"{subject}: untransform() returned {estimate.dtype} {estimate.shape}; it must return a complex "
-            f"estimate of the target, (channels, bins, output_width) = {estimate_shape}")
+    estimate_shape = (channels, transform.output_width) if waveform else (channels, bins, transform.output_width)
+    estimate_kind = "real samples" if waveform else "a complex spectrogram"
+    require(estimate.shape == estimate_shape and np.iscomplexobj(estimate) != waveform,
+            f"{subject}: untransform() returned {estimate.dtype} {estimate.shape}; it must return the target's "
+            f"estimate as {estimate_kind} of shape {estimate_shape}")
     require(bool(np.all(np.isfinite(estimate))), f"{subject}: untransform() returned NaN or infinity")
     batch_estimate = np.asarray(transform.untransform(mixes, prediction))
     require(batch_estimate.shape == (3, *estimate_shape) and bool(np.allclose(batch_estimate[0], estimate)),

@@ -47,6 +47,7 @@ class KerasNetworkModel(NetworkModel):
     """The `ModelBuilder` the kit registers: builds a `KerasSeparationModel` around the network."""
 
     backend = BACKEND
+    kinds = ("spectrogram",)
 
     predicts_step: bool = False
     """Whether the network outputs only the centre `transformation.options.step` frames of a window."""

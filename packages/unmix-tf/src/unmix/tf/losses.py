@@ -5,6 +5,7 @@ the network input are declared once in core, with the clipping constants; this m
 the tensor arithmetic.
 `unmix.tf.model` trains with its own GradientTape step that hands the input batch to the loss,
 so the network itself stays a plain mask predictor and `predict()` returns the raw mask.
+The Keras kit trains no waveform networks, so the waveform losses have no formula here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from unmix.core.errors import ModelError
 from unmix.core.models.losses import (
     EPSILON,
     SQRT_FLOOR,
@@ -84,13 +86,17 @@ METRIC_FORMULAS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     "max_pred": tf.reduce_max,
 }
 
-LOSSES: dict[str, Loss] = bind_losses(LOSS_FORMULAS)
+LOSSES: dict[str, Loss] = bind_losses(LOSS_FORMULAS, waveform=False)
 METRICS: dict[str, Metric] = bind_metrics(METRIC_FORMULAS)
 
 
 def get_loss(name: str) -> Loss:
     """The configured loss with this backend's formula; an unknown name is core's one-line error."""
-    return LOSSES[find_loss(name).name]
+    definition = find_loss(name)
+    if definition.name not in LOSSES:
+        raise ModelError(f"training.loss_function '{name}' is a {definition.kind} loss, and the tensorflow backend "
+                         f"trains no {definition.kind} networks; use training.backend \"torch\"")
+    return LOSSES[definition.name]
 
 
 def get_metric(name: str) -> Metric:

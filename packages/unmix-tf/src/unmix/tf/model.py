@@ -32,8 +32,9 @@ import contextlib
 import json
 import logging
 import os
+import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from unmix.core.config.schema import Configuration
 from unmix.core.errors import ModelError, first_line
 from unmix.core.files import atomic_path
 from unmix.core.interfaces import Batch, Metrics
+from unmix.core.models.freezing import names_under
 from unmix.core.models.losses import check_output_fits_loss
 from unmix.core.models.options import check_checkpoint_fits
 from unmix.core.training.running_means import RunningMeans
@@ -218,6 +220,38 @@ class KerasSeparationModel:
                 reason = first_line(error)
                 raise ModelError(f"checkpoint '{path}' cannot be loaded ({reason}); use another checkpoint") from None
 
+    def load_weights(self, path: Path) -> None:
+        """The network's weights alone from a checkpoint of the same model, for fine-tuning: the optimiser,
+        its step count and the learning rate stay as built, so a new run starts afresh from these weights.
+
+        Keras loads a compiled network's optimiser state along with its weights, so the optimiser's
+        variables are put back afterwards; its warning about a checkpoint of another optimiser is moot.
+        """
+        path = Path(path)
+        check_checkpoint_fits(path, _read_description(path), self.description)
+        fresh = [variable.numpy() for variable in self.optimizer.variables]
+        with self.strategy.scope():
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                    self.network.load_weights(path)
+            except (ValueError, OSError, KeyError) as error:
+                reason = first_line(error)
+                raise ModelError(f"checkpoint '{path}' cannot be loaded ({reason}); use another checkpoint") from None
+            for variable, value in zip(self.optimizer.variables, fresh, strict=True):
+                variable.assign(value)
+
+    def freeze(self, prefixes: Sequence[str]) -> None:
+        """Stop training the layers under `prefixes`: layer names, a nested model's layers as "outer/inner".
+
+        Keras runs a frozen batch normalisation in inference mode, so its statistics stay too. The
+        training step is traced anew, since a traced step keeps the variables it was traced with.
+        """
+        layers = _layers_with_weights(self.network)
+        for name in names_under(prefixes, list(layers), separator="/", kind="layer with weights"):
+            layers[name].trainable = False
+        self._train_step = tf.function(self._distributed_train_step, reduce_retracing=True)
+
     def _distribute(self, inputs: np.ndarray, targets: np.ndarray) -> tuple[Any, Any]:
         """Split this worker's batch across its local devices (a no-op with one device)."""
         inputs = np.asarray(inputs, dtype=np.float32)
@@ -286,6 +320,22 @@ class KerasSeparationModel:
             else:
                 reduced[name] = self.strategy.reduce(tf.distribute.ReduceOp.SUM, values[name], axis=None)
         return reduced
+
+
+def _layers_with_weights(network: keras.Model) -> dict[str, keras.layers.Layer]:
+    """Every layer that holds weights by its name, a nested model's layers as "outer/inner", in network order."""
+    found: dict[str, keras.layers.Layer] = {}
+
+    def visit(layer: keras.layers.Layer, name: str) -> None:
+        if layer.weights:
+            found[name] = layer
+        if isinstance(layer, keras.Model):
+            for inner in layer.layers:
+                visit(inner, f"{name}/{inner.name}")
+
+    for layer in network.layers:
+        visit(layer, layer.name)
+    return found
 
 
 def _batch_share(inputs: tf.Tensor) -> tf.Tensor:

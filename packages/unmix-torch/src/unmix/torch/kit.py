@@ -14,7 +14,9 @@ The network is built as `factory(options, input_shape)` with every declared opti
 `input_shape` = (bins, frames, channels) of the transform's windows. Its forward pass takes a
 float32 tensor (batch, channels, bins, frames) and returns (batch, channels, bins, output frames):
 masks or magnitudes, as the configuration's transformation expects (docs/plugins.md has the
-table). Everything else comes with registration, for every network alike, unmix's own included:
+table). A waveform network (`kind="waveform"`) is built with `input_shape` = (channels, samples)
+of the chunks and maps float32 (batch, channels, samples) to the target's samples of the same
+shape. Everything else comes with registration, for every network alike, unmix's own included:
 the training step, losses and metrics by configuration name, optimisers and learning-rate
 changes, mixed precision (float16 on a GPU, bfloat16 on a CPU that has it), checkpoints holding
 weights and optimiser state for an exact resume, the summary with parameter counts, DDP
@@ -53,7 +55,8 @@ class TorchNetworkModel(NetworkModel):
 
 
 def register_network(register: Register, name: str, network: str | NetworkFactory, *,
-                     options: Sequence[Option] = (), check: OptionsCheck | None = None) -> None:
+                     options: Sequence[Option] = (), check: OptionsCheck | None = None,
+                     kind: str = "spectrogram") -> None:
     """Register `network` as model "torch:<name>" (a configuration picks it with `training.backend: "torch"`
     and `training.model.name: "<name>"`).
 
@@ -63,5 +66,7 @@ def register_network(register: Register, name: str, network: str | NetworkFactor
     :param options: the options the network takes; `mixed_precision` is added for every network.
     :param check: optional `check(options, input_shape)` for combinations a single option cannot
         check (a window that must halve evenly, say); raise `unmix.core.ModelError` with one line.
+    :param kind: "spectrogram" (STFT windows in, masks or magnitudes out) or "waveform" (sample
+        chunks in, the target's samples out; configurations then set `transformation.name: "waveform"`).
     """
-    register(f"{BACKEND}:{name}", TorchNetworkModel(name, network, tuple(options), check))
+    register(f"{BACKEND}:{name}", TorchNetworkModel(name, network, tuple(options), check, kind=kind))

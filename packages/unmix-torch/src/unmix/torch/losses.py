@@ -25,6 +25,7 @@ from unmix.core.models.losses import (
     bind_metrics,
     find_loss,
     find_metric,
+    stft_loss_resolutions,
 )
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -70,6 +71,32 @@ def _l11_loss_mean(targets: torch.Tensor, outputs: torch.Tensor, inputs: torch.T
     return torch.mean(torch.abs(targets - inputs * outputs))
 
 
+def _multi_resolution_stft(targets: torch.Tensor, outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """Spectral convergence plus log-magnitude L1, averaged over core's resolutions, of (batch, channels,
+    samples) chunks: every channel is its own signal."""
+    samples = outputs.shape[-1]
+    target_signals, output_signals = targets.reshape(-1, samples), outputs.reshape(-1, samples)
+    resolutions = stft_loss_resolutions(samples)
+    total = outputs.new_zeros(())
+    for fft_size, hop in resolutions:
+        target_magnitude = _stft_magnitude(target_signals, fft_size, hop)
+        output_magnitude = _stft_magnitude(output_signals, fft_size, hop)
+        convergence = (torch.linalg.vector_norm(target_magnitude - output_magnitude)
+                       / torch.linalg.vector_norm(target_magnitude))
+        log_distance = torch.mean(torch.abs(torch.log(target_magnitude) - torch.log(output_magnitude)))
+        total = total + convergence + log_distance
+    return total / len(resolutions)
+
+
+def _stft_magnitude(signals: torch.Tensor, fft_size: int, hop: int) -> torch.Tensor:
+    """|STFT| with a periodic Hann window, centred with zero padding, floored at sqrt(EPSILON): the floor
+    keeps the logarithm, the convergence's denominator and the square root's gradient finite on silence."""
+    window = torch.hann_window(fft_size, periodic=True, dtype=signals.dtype, device=signals.device)
+    spectrum = torch.stft(signals, fft_size, hop_length=hop, window=window, center=True, pad_mode="constant",
+                          return_complex=True)
+    return torch.sqrt(torch.clamp(torch.view_as_real(spectrum).square().sum(-1), min=EPSILON))
+
+
 LOSS_FORMULAS: dict[str, LossFunction] = {
     "mean_squared_error": _mean_squared_error,
     "mean_absolute_error": _mean_absolute_error,
@@ -80,6 +107,7 @@ LOSS_FORMULAS: dict[str, LossFunction] = {
     "euclidean_loss": _euclidean_loss,
     "L11_loss": _l11_loss,
     "L11_loss_mean": _l11_loss_mean,
+    "multi_resolution_stft": _multi_resolution_stft,
 }
 
 METRIC_FORMULAS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

@@ -8,7 +8,8 @@ Things worth knowing:
   NCHW tensor by a permute that copies nothing (its strides are exactly channels-last), so no
   batch is transposed in memory, in or out. It is PyTorch's recommended layout for convolutions
   on oneDNN (CPU) and on tensor-core GPUs, and on a CPU it measured no slower than NCHW, for the
-  quickstart's narrow hourglass and the full-width one (benchmarks/README.md).
+  quickstart's narrow hourglass and the full-width one (benchmarks/README.md). A waveform
+  network takes its (batch, channels, samples) batches as they are, in PyTorch's default layout.
 - Threads: `torch.set_num_threads` is left alone; PyTorch's default (one thread per core) or
   OMP_NUM_THREADS decide, as the user set them. `unmix train-ddp` divides the cores between its
   processes unless OMP_NUM_THREADS is set. On a machine shared with other busy processes,
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ from torch import nn
 from unmix.core.config.schema import Configuration
 from unmix.core.errors import ModelError
 from unmix.core.interfaces import Batch, Metrics
-from unmix.core.models.losses import check_output_fits_loss
+from unmix.core.models.freezing import is_under, names_under
+from unmix.core.models.losses import check_loss_fits_kind, check_output_fits_loss
+from unmix.core.models.networks import input_kind
 from unmix.core.models.options import check_checkpoint_fits
 from unmix.core.training.running_means import RunningMeans
 from unmix.torch import checkpoints
@@ -59,10 +62,10 @@ from unmix.torch.summary import summarize
 
 log = logging.getLogger("unmix")
 
-NetworkBuilder = Callable[[Mapping[str, Any], tuple[int, int, int]], nn.Module]
+NetworkBuilder = Callable[[Mapping[str, Any], tuple[int, ...]], nn.Module]
 
 
-def build_model(name: str, settings: Configuration, input_shape: tuple[int, int, int],
+def build_model(name: str, settings: Configuration, input_shape: tuple[int, ...],
                 network_builder: NetworkBuilder, options: Mapping[str, Any]) -> TorchSeparationModel:
     """Check the configuration's loss, metrics, optimiser and distribution, then build.
 
@@ -79,7 +82,12 @@ def build_model(name: str, settings: Configuration, input_shape: tuple[int, int,
     input_shape = tuple(int(size) for size in input_shape)
     network = network_builder(options, input_shape)
     output_shape = summarize(lambda: network_builder(options, input_shape), input_shape).output_shape
+    kind = input_kind(input_shape)
+    check_loss_fits_kind(training.loss_function, name, kind)
     check_output_fits_loss(training.loss_function, name, input_shape, output_shape)
+    if kind == "waveform" and output_shape != input_shape:
+        raise ModelError(f"waveform model '{name}' returns {output_shape} for chunks (channels, samples) = "
+                         f"{input_shape}; a waveform network must return the target's samples in its input's shape")
     description = {
         "model": name,
         "options": options,
@@ -92,7 +100,7 @@ def build_model(name: str, settings: Configuration, input_shape: tuple[int, int,
         network, description,
         optimizer_name=training.optimizer.name, learning_rate=training.optimizer.lr,
         distribution=distribution, mixed_precision=mixed_precision,
-        network_factory=lambda: network_builder(options, input_shape),
+        network_factory=lambda: network_builder(options, input_shape), kind=kind,
     )
 
 
@@ -106,13 +114,18 @@ class TorchSeparationModel:
 
     backend = "torch"
     checkpoint_suffix = ".pt"
+    # Batch norms inside frozen groups (`freeze`): kept in eval mode while training, so their statistics stay.
+    _frozen_norms: tuple[nn.Module, ...] = ()
 
     def __init__(self, network: nn.Module, description: Mapping[str, Any], *, optimizer_name: str,
                  learning_rate: float, distribution: str = "none", mixed_precision: bool = False,
-                 network_factory: Callable[[], nn.Module]) -> None:
+                 network_factory: Callable[[], nn.Module], kind: str = "spectrogram") -> None:
         self.description = dict(description)
         self.device = choose_device(distribution)
-        self.network = network.to(self.device, memory_format=torch.channels_last)
+        # Batches of spectrogram windows arrive channels-last (module docstring); waveform chunks need no layout.
+        self.waveform = kind == "waveform"
+        memory_format = torch.preserve_format if self.waveform else torch.channels_last
+        self.network = network.to(self.device, memory_format=memory_format)
         self.optimizer = make_optimizer(optimizer_name, learning_rate, list(self.network.parameters()))
         self.distribution = distribution
         # Optimiser steps taken since the model was created, resumes included.
@@ -153,6 +166,8 @@ class TorchSeparationModel:
         """`on_batch(step, running means)` after every batch, step counting from 0 as in the Keras backend."""
         group = self._process_group()
         self._trainer.train()
+        for module in self._frozen_norms:
+            module.eval()
         tally = _Tally(self._loss, self._metrics, group)
         if group is None:
             for step, (inputs, targets) in zip(range(steps), batches, strict=False):
@@ -184,11 +199,13 @@ class TorchSeparationModel:
         """
         inputs = np.asarray(inputs, dtype=np.float32)
         if len(inputs) == 0:
-            bins, frames, channels = self.description["input_shape"]
-            return np.zeros((0, bins, frames, channels), dtype=np.float32)
+            return np.zeros((0, *self.description["input_shape"]), dtype=np.float32)
         self.network.eval()
         with torch.inference_mode(), self._precision():
-            return _array(self.network(self._tensor(inputs)).float())
+            outputs = self.network(self._tensor(inputs)).float()
+        if self.waveform:
+            return np.ascontiguousarray(outputs.cpu().numpy(), dtype=np.float32)
+        return _array(outputs)
 
     @property
     def learning_rate(self) -> float:
@@ -240,6 +257,31 @@ class TorchSeparationModel:
         except (KeyError, ValueError, RuntimeError) as error:
             raise ModelError(f"checkpoint '{path}' cannot be loaded ({error!s:.200}); use another checkpoint") from None
         self.iterations = int(contents.get("iterations", 0))
+
+    def load_weights(self, path: Path) -> None:
+        """The network's weights alone from a checkpoint of the same model, for fine-tuning: the optimiser,
+        its step count and the learning rate stay as built, so a new run starts afresh from these weights."""
+        path = Path(path)
+        contents = checkpoints.load(path, self.device)
+        check_checkpoint_fits(path, contents.get("unmix", {}), self.description)
+        try:
+            self.network.load_state_dict(contents["model"])
+        except (KeyError, RuntimeError) as error:
+            raise ModelError(f"checkpoint '{path}' cannot be loaded ({error!s:.200}); use another checkpoint") from None
+
+    def freeze(self, prefixes: Sequence[str]) -> None:
+        """Stop training the parameters under `prefixes` ("layers.0" is "layers.0" and "layers.0.*").
+
+        Their gradients are no longer computed, so the optimiser leaves them as they are; a batch norm
+        inside a frozen group also keeps its running statistics (as Keras' frozen layers do), since
+        they are as much a part of what was learnt as its weights.
+        """
+        frozen = set(names_under(prefixes, [name for name, _ in self.network.named_parameters()]))
+        for name, parameter in self.network.named_parameters():
+            if name in frozen:
+                parameter.requires_grad_(False)
+        self._frozen_norms = tuple(module for name, module in self.network.named_modules()
+                                   if getattr(module, "track_running_stats", False) and is_under(name, prefixes))
 
     # ---- training steps -------------------------------------------------------------------
 
@@ -300,8 +342,11 @@ class TorchSeparationModel:
         return self._group
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        """NHWC numpy in, NCHW channels-last tensor out, without copying on the CPU."""
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(0, 3, 1, 2)
+        """NHWC numpy in, NCHW channels-last tensor out, without copying on the CPU; waveform
+        chunks (batch, channels, samples) as they are."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        if not self.waveform:
+            tensor = tensor.permute(0, 3, 1, 2)
         return tensor.to(self.device, non_blocking=True)
 
     def _precision(self) -> contextlib.AbstractContextManager[Any]:

@@ -4,7 +4,8 @@ The network is rebuilt on PyTorch's "meta" device, where tensors have shapes but
 window is pushed through it with hooks on the layers that hold weights: shapes and parameter
 counts of the full-size hourglass come out in milliseconds, with no memory allocated. The shapes of
 2-D layers are shown as Keras shows them, (bins, frames, channels), the batches' layout, so the
-two backends' summaries of the hourglass read alike; other layers show PyTorch's own shape.
+two backends' summaries of the hourglass read alike; other layers show PyTorch's own shape. A
+waveform network's input and output are (channels, samples), as its batches are.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ class Row:
 @attrs.frozen
 class Summary:
     rows: tuple[Row, ...]
-    input_shape: tuple[int, int, int]
-    output_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
     trainable: int
     statistics: int
     """Batch-norm moving means and variances: weights that are saved but not trained (Keras' non-trainable)."""
@@ -50,8 +51,9 @@ class Summary:
         return "\n".join(lines)
 
 
-def summarize(factory: Callable[[], nn.Module], input_shape: tuple[int, int, int]) -> Summary:
-    """Build the network with `factory` on the meta device and trace one (bins, frames, channels) window."""
+def summarize(factory: Callable[[], nn.Module], input_shape: tuple[int, ...]) -> Summary:
+    """Build the network with `factory` on the meta device and trace one (bins, frames, channels) window,
+    or one (channels, samples) chunk of a waveform network."""
     with torch.device("meta"):
         network = factory()
     rows: list[Row] = []
@@ -67,16 +69,25 @@ def summarize(factory: Callable[[], nn.Module], input_shape: tuple[int, int, int
             rows.append(Row(name, type(module).__name__, _shown_shape(tensor.shape), own))
 
         hooks.append(layer.register_forward_hook(record))
-    bins, frames, channels = input_shape
+    waveform = len(input_shape) == 2
+    if waveform:
+        batch_shape = (1, *input_shape)
+    else:
+        bins, frames, channels = input_shape
+        batch_shape = (1, channels, bins, frames)
     network.eval()
     with torch.no_grad():
-        output = network(torch.empty((1, channels, bins, frames), device="meta"))
+        output = network(torch.empty(batch_shape, device="meta"))
     for hook in hooks:
         hook.remove()
     statistics = sum(buffer.numel() for buffer in network.buffers() if buffer.is_floating_point())
     trainable = sum(parameter.numel() for parameter in network.parameters() if parameter.requires_grad)
-    _batch, out_channels, out_bins, out_frames = (int(size) for size in output.shape)
-    return Summary(tuple(rows), tuple(input_shape), (out_bins, out_frames, out_channels), trainable, statistics)
+    if waveform:
+        output_shape = tuple(int(size) for size in output.shape[1:])
+    else:
+        _batch, out_channels, out_bins, out_frames = (int(size) for size in output.shape)
+        output_shape = (out_bins, out_frames, out_channels)
+    return Summary(tuple(rows), tuple(input_shape), output_shape, trainable, statistics)
 
 
 def _shown_shape(shape: torch.Size) -> tuple[int, ...]:

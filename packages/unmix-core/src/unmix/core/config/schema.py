@@ -3,7 +3,7 @@
 Key names are the seed's (docs/original-system.md §2), so the original configuration files load
 unchanged; defaults are the seed's master.jsonc values. Keys new in unmix: `collection.target`,
 `collection.dataset`, `spectrogram_generation.hop_length`, `training.distribution`,
-`training.backend`, `prediction.*` and `augmentation.*`.
+`training.backend`, `training.initial_weights`, `training.freeze`, `prediction.*` and `augmentation.*`.
 
 Each field's metadata carries its bounds (`minimum`, `maximum`) and `choices`; the loader in
 `unmix.core.config.loader` checks them and reports the dotted key and the file that set it.
@@ -222,6 +222,13 @@ class Training:
     distribution: str = setting("none", choices=("none", "mirrored", "multi_worker", "ddp"))
     # Which framework trains the model: models are registered per backend as "<backend>:<name>".
     backend: str = setting("tensorflow")
+    # Fine-tuning (unmix.core.training.fine_tuning): a new run starts from the network weights of this run
+    # folder (its best checkpoint, else its last) or checkpoint file, with a fresh optimiser. A relative
+    # path is taken from the folder of the configuration file that sets it. "" starts from random weights.
+    initial_weights: str = setting("")
+    # Weights that are not trained: parameter names (torch) or layer names (Keras), each naming itself
+    # and everything below it ("layers.1" is "layers.1.*", not "layers.10").
+    freeze: list[str] = setting([])
 
 
 @attrs.frozen

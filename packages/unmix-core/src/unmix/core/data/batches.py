@@ -31,6 +31,13 @@ The item order follows the seed: each song's windows (or the middle `limit_items
 them), shuffled within the song when `transformation.options.shuffle`, songs in order; then the
 whole list shuffled when `training.epoch.shuffle`. The last incomplete batch is dropped, as the
 seed's `__len__ = items // batch_size` did, unless `drop_remainder=False`.
+
+For a waveform transform (`Transform.kind == "waveform"`) an item is a chunk of `size` samples
+instead: (channels, size) of the mix and of the target, no STFT. Chunk k of a song starts at
+`k * step` (the separation engine's grid), moved by a random number of samples below `step` when
+`random_offsets` (training), so that over the epochs a chunk may start at any sample, not only
+where separation cuts; validation chunks stay on the grid. Chunks are kept inside the song when
+it is long enough. Order, threads, augmentation and determinism are the windows'.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import numpy as np
 from unmix.core.data.augmentation import Augmenter
 from unmix.core.data.tracks import SongAudio
 from unmix.core.data.windows import (
+    chunk_indices,
     excerpt_spectrogram,
     read_excerpt,
     song_frame_count,
@@ -149,6 +157,7 @@ class BatchSource:
         batch_size: int | None = None,
         drop_remainder: bool = True,
         open_songs: int | None = None,
+        random_offsets: bool = True,
     ) -> None:
         """`songs` in a fixed order (the split's); `None` options come from the configuration.
 
@@ -158,6 +167,8 @@ class BatchSource:
         `shuffle_songs`/`shuffle_windows` default to `training.epoch.shuffle` and
         `transformation.options.shuffle`. `open_songs` bounds how many loader-given songs stay
         open (default workers + 2, so each worker's song and the next ones stay mapped).
+        `random_offsets` moves waveform chunks off their grid at random (pass False for validation
+        data); spectrogram windows always sit on theirs.
         """
         if not songs:
             raise UnmixError("there are no songs to train on; check collection.folder and the split settings")
@@ -188,6 +199,8 @@ class BatchSource:
             )
         self.augmenter = augmenter
         self.bins = self.fft_length // 2 + 1
+        self.waveform = transform.kind == "waveform"
+        self.random_offsets = random_offsets and self.waveform
         self._open_songs = _OpenSongs(songs, open_songs if open_songs is not None else self.workers + 2)
         self._next_epoch = 0
         self._cached_items: tuple[int, np.ndarray] | None = None
@@ -201,8 +214,11 @@ class BatchSource:
         for song_index in range(len(songs)):
             facts = self._check_song(self._song_facts(song_index))
             lengths[song_index] = facts.samples
-            frames = song_frame_count(facts.samples, self.hop_length)
-            windows = window_indices(frames, transform.size, transform.step, limit)
+            if self.waveform:
+                windows = chunk_indices(facts.samples, transform.size, transform.step, limit)
+            else:
+                frames = song_frame_count(facts.samples, self.hop_length)
+                windows = window_indices(frames, transform.size, transform.step, limit)
             first_windows[song_index] = windows.start
             window_counts[song_index] = len(windows)
         self._open_songs.clear()
@@ -253,6 +269,8 @@ class BatchSource:
         self, song_index: int, window_index: int, rng: np.random.Generator | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(input, target) of one window; `rng` drives the augmentation (none without it)."""
+        if self.waveform:
+            return self._make_chunk(song_index, window_index, rng)
         song = self._open_songs.get(song_index)
         size = self.transform.size
         span = window_span(
@@ -274,6 +292,26 @@ class BatchSource:
         stacked = np.concatenate([target + rest, target])
         spectrogram = excerpt_spectrogram(stacked, span, self.fft_length, self.hop_length)
         return self.transform.training_pair(spectrogram[: self.channels], spectrogram[self.channels:])
+
+    def _make_chunk(
+        self, song_index: int, chunk_index: int, rng: np.random.Generator | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(mix, target) samples of one waveform chunk, augmented as a window would be."""
+        song = self._open_songs.get(song_index)
+        size, step = self.transform.size, self.transform.step
+        start = chunk_index * step
+        if rng is not None and self.random_offsets:
+            start += int(rng.integers(step))
+        start = min(start, max(int(self.song_lengths[song_index]) - size, 0))
+        target = read_excerpt(song.target, start, start + size)
+        rest = read_excerpt(song.rest, start, start + size)
+        if rng is not None and self.augmenter.enabled:
+            plan = self.augmenter.plan(rng, song_index, self.song_lengths, size, self.channels)
+            if plan.remix_song is not None:
+                partner = self._open_songs.get(plan.remix_song)
+                rest = read_excerpt(partner.rest, plan.remix_offset, plan.remix_offset + size)
+            target, rest = plan.apply(target, rest)
+        return self.transform.training_pair(target + rest, target)
 
     def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch `index` of epoch `epoch`, computed in the calling thread."""
@@ -336,10 +374,10 @@ class BatchSource:
         input_shape, target_shape = self.batch_shapes
         inputs = np.empty((stop - start, *input_shape[1:]), dtype=np.float32)
         targets = np.empty((stop - start, *target_shape[1:]), dtype=np.float32)
-        augmenting = self.augmenter.enabled
+        random_items = self.augmenter.enabled or self.random_offsets
         for row, position in enumerate(range(start, stop)):
             song_index, window_index = (int(value) for value in items[position])
-            rng = np.random.default_rng([self.seed, epoch, position]) if augmenting else None
+            rng = np.random.default_rng([self.seed, epoch, position]) if random_items else None
             inputs[row], targets[row] = self.make_item(song_index, window_index, rng)
         return inputs, targets
 

@@ -31,7 +31,7 @@ class TrainingData:
     validation: BatchSource | None
     test_songs: tuple[Any, ...]
     transform: Transform
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
 
     def describe(self) -> str:
         validation_songs = len(self.validation.songs) if self.validation is not None else 0
@@ -91,21 +91,28 @@ def target_is_explicit(loaded: LoadedConfiguration) -> bool:
     return shipped is None or Path(source).resolve() != (shipped / MASTER).resolve()
 
 
-def check_sizes_fit_songs(loaded: LoadedConfiguration, songs: Sequence[Any]) -> None:
+def check_sizes_fit_songs(loaded: LoadedConfiguration, songs: Sequence[Any], kind: str = "spectrogram") -> None:
     """Refuse an STFT or a training window longer than every training song, naming the key.
 
     Such a size is a typo or a unit mistake, not a lack of songs: every window would be mostly
     padding, and its arrays (bins x frames per item) can need gigabytes before the first batch.
+    A waveform transform (`kind` "waveform") has no STFT, and its size counts samples.
     """
     settings = loaded.settings
     rate = settings.collection.sample_rate
     longest = max(int(song.frames) for song in songs)
     described = f"the longest training song has {longest} samples ({longest / rate:.2f} s at {rate} Hz)"
+    size = settings.transformation.options.size
+    if kind == "waveform":
+        if size > longest:
+            raise UnmixError(f"{loaded.path}: transformation.options.size {size} samples ({size / rate:.2f} s) is "
+                             f"longer than every song: {described}; use at most {longest}")
+        return
     fft_length = settings.spectrogram_generation.fft_length
     if fft_length > longest:
         raise UnmixError(f"{loaded.path}: spectrogram_generation.fft_length {fft_length} is longer than every song: "
                          f"{described}; use at most {_power_of_two_at_most(longest)} (1536 at 22050 Hz is usual)")
-    size, hop = settings.transformation.options.size, settings.hop_length
+    hop = settings.hop_length
     frames = longest // hop + 1
     if size > frames:
         raise UnmixError(f"{loaded.path}: transformation.options.size {size} frames ({size * hop / rate:.2f} s at "
@@ -137,11 +144,12 @@ def prepare_training_data(loaded: LoadedConfiguration, seed: int = 0) -> Trainin
             f"{loaded.path}: the training split is empty ({len(split.validation)} validation, {len(split.test)} "
             "test songs); add songs or lower collection.test_data_count / validation_ratio"
         )
-    check_sizes_fit_songs(loaded, split.training)
     transform = create_transform(settings)
+    check_sizes_fit_songs(loaded, split.training, transform.kind)
     training = BatchSource(list(split.training), transform, settings, seed=seed)
     check_batch_size_fits(loaded, training)
-    validation = (BatchSource(list(split.validation), transform, settings, seed=seed + 1, augment=False)
+    validation = (BatchSource(list(split.validation), transform, settings, seed=seed + 1, augment=False,
+                              random_offsets=False)
                   if split.validation else None)
     bins = settings.spectrogram_generation.fft_length // 2 + 1
     return TrainingData(training=training, validation=validation, test_songs=split.test, transform=transform,

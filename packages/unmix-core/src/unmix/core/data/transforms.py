@@ -21,6 +21,11 @@ The built-in transforms (registered by `unmix.core.builtin_plugin`, picked by
   the mix twice, so its target was always 1).
 - `mask-ibm`: the target is the ideal binary mask |target| >= |rest|.
 
+`waveform` (not the seed's) is the other kind of model: the network takes and returns samples,
+(channels, size) chunks of the mix and of the target, and the separation engine cross-fades
+chunks `step` samples apart (`unmix.core.separation.engine`). It has no STFT, so
+`spectrogram_generation` and the normalizer do not apply to it.
+
 The two mask transforms keep the seed's shape: a `size`-frame context window in, the mask of its
 centre `step` frames out (the seed's `mask` models end in Dense(bins * step)); the others predict
 the whole window and inference keeps its centre `step` frames (or the Hann-weighted whole).
@@ -55,7 +60,9 @@ __all__ = [
     "Transform",
     "TrainWindowPredictMask",
     "TrainWindowPredictMaskHann",
+    "WaveformTransform",
     "WindowTransform",
+    "crossfade_weights",
     "create_transform",
 ]
 
@@ -91,11 +98,14 @@ class Transform(abc.ABC):
     Subclasses set `name` (what configurations use), `model_output` ("mask" or "magnitude": what
     the model's last layer means) and `training_target` ("magnitude" or "mask": what the training
     target array holds, so a loss knows whether to multiply the prediction with the input first).
+    `kind` says which networks it feeds: "spectrogram" (STFT windows, the default) or "waveform"
+    (sample chunks, `WaveformTransform`); data and separation take the matching path.
     A third-party transform subclasses this and registers itself through the
     `register_transforms` hook exactly like the built-in ones.
     """
 
     name: ClassVar[str] = ""
+    kind: ClassVar[str] = "spectrogram"
     model_output: ClassVar[str] = "mask"
     training_target: ClassVar[str] = "magnitude"
 
@@ -346,12 +356,75 @@ class MaskIbmTransform(_CentreMaskTransform):
         return (np.abs(target_part) >= np.abs(rest_part)).astype(np.float32)
 
 
+def crossfade_weights(size: int, step: int) -> np.ndarray:
+    """Float32 weights over a chunk of `size` samples for chunks `step` samples apart.
+
+    A raised-cosine fade in over the first `fade = min(size - step, size // 2)` samples, one in the
+    middle, the mirror image fading out. The fade samples its curve between the sample points, so
+    no weight is zero (a sample that only one chunk covers, at a song's start, is still that
+    chunk's) and fade in + fade out = sin^2 + cos^2 = 1 sample by sample. With `step >= size / 2`
+    at most two chunks meet and the weights sum to one everywhere; denser chunks meet several at a
+    time, and the engine divides by the weights' sum, as it does at a song's edges.
+    """
+    if not 1 <= step <= size:
+        raise ConfigurationError(f"transformation.options.step ({step}) must be between 1 and size ({size}): "
+                                 "samples between chunks would get no prediction")
+    weights = np.ones(size, dtype=np.float64)
+    fade = min(size - step, size // 2)
+    if fade:
+        fade_in = np.sin(0.5 * np.pi * (np.arange(fade) + 0.5) / fade) ** 2
+        weights[:fade] = fade_in
+        weights[size - fade:] = fade_in[::-1]
+    return weights.astype(np.float32)
+
+
+@attrs.frozen
+class WaveformTransform(Transform):
+    """Samples in, samples out: for waveform networks, which find the target in the mix's waveform.
+
+    Model input and training target are float32 (channels, size) chunks of the mix and of the
+    target stem, as they are: the normalizer does not apply (samples are already within [-1, 1], and
+    a per-chunk gain would make neighbouring chunks disagree where they are cross-faded). The
+    arrays handed to `training_pair`, `prepare_input` and `untransform` are sample chunks, not
+    STFT windows; leading batch axes are kept.
+    """
+
+    name: ClassVar[str] = "waveform"
+    kind: ClassVar[str] = "waveform"
+    model_output: ClassVar[str] = "waveform"
+    training_target: ClassVar[str] = "waveform"
+
+    def __attrs_post_init__(self) -> None:
+        crossfade_weights(self.size, self.step)
+
+    def input_shape(self, bins: int, channels: int) -> tuple[int, int]:
+        """One model input, (channels, size): `bins` does not apply to samples."""
+        return (channels, self.size)
+
+    def target_shape(self, bins: int, channels: int) -> tuple[int, int]:
+        return (channels, self.size)
+
+    def prepare_input(self, mix_window: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(mix_window, dtype=np.float32)
+
+    def training_pair(self, mix_window: np.ndarray, target_window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.prepare_input(mix_window), np.ascontiguousarray(target_window, dtype=np.float32)
+
+    def untransform(self, mix_window: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+        """The network's chunk is the target's samples already."""
+        return np.asarray(prediction, dtype=np.float32)
+
+    def synthesis_weights(self) -> np.ndarray:
+        return crossfade_weights(self.size, self.step)
+
+
 BUILTIN_TRANSFORMS: tuple[type[Transform], ...] = (
     TrainWindowPredictMask,
     TrainWindowPredictMaskHann,
     WindowTransform,
     MaskTransform,
     MaskIbmTransform,
+    WaveformTransform,
 )
 
 

@@ -12,6 +12,10 @@ is read a window at a time. The result equals the corresponding columns of the f
 STFT (`unmix.core.data.audio.stft`): same periodic Hann window, same centring, same float32 FFT.
 
 "frames" here always means STFT frames (spectrogram columns); "samples" means audio samples.
+
+Waveform models (`transformation.name: "waveform"`) have no STFT: their items are chunks of
+`size` samples, `step` samples apart (`chunk_count`, `chunk_indices`), the grid the separation
+engine also cuts songs on.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from unmix.core.data.audio import hann_window
 
 __all__ = [
     "WindowSpan",
+    "chunk_count",
+    "chunk_indices",
     "excerpt_spectrogram",
     "read_excerpt",
     "song_frame_count",
@@ -61,11 +67,32 @@ def window_indices(frames: int, size: int, step: int, limit: int = 0) -> range:
     The middle block is the seed's `limit_items_per_song` (`[mid - limit//2, mid - limit//2 + limit)`):
     a song's middle is the part least likely to be an intro or fade-out of near silence.
     """
-    count = window_count(frames, size, step)
+    return _middle_block(window_count(frames, size, step), limit)
+
+
+def _middle_block(count: int, limit: int) -> range:
     if limit <= 0 or limit >= count:
         return range(count)
     start = count // 2 - limit // 2
     return range(start, start + limit)
+
+
+def chunk_count(samples: int, size: int, step: int) -> int:
+    """Waveform chunks of a song of `samples` samples: chunk i covers `[step*i, step*i + size)`.
+
+    Enough chunks that the last one reaches the song's end (its samples past the end are zeros);
+    a song shorter than `size` has one chunk, an empty song none.
+    """
+    if size < 1 or step < 1:
+        raise ValueError(f"size and step must be positive, got size={size}, step={step}")
+    if samples <= 0:
+        return 0
+    return 1 + -(-max(int(samples) - size, 0) // step)
+
+
+def chunk_indices(samples: int, size: int, step: int, limit: int = 0) -> range:
+    """The waveform chunks of a song that training uses: all, or the middle block of `limit` (as `window_indices`)."""
+    return _middle_block(chunk_count(samples, size, step), limit)
 
 
 @attrs.frozen

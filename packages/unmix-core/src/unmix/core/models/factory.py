@@ -17,6 +17,7 @@ from unmix.core.config.loader import LoadedConfiguration, check_backend_installe
 from unmix.core.config.schema import Configuration
 from unmix.core.errors import PluginError, UnmixError
 from unmix.core.interfaces import SeparationModel
+from unmix.core.models.networks import input_kind
 from unmix.core.plugins import Registry, plugin_manager
 
 log = logging.getLogger("unmix")
@@ -48,6 +49,7 @@ def describe_model(model: SeparationModel, loaded: LoadedConfiguration, input_sh
     return {
         "backend": model.backend,
         "model": loaded.settings.training.model.name,
+        "kind": input_kind(input_shape),
         "input_shape": list(input_shape),
         "checkpoint_suffix": model.checkpoint_suffix,
         "trainable_parameters": model.trainable_parameters(),

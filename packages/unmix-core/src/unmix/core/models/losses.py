@@ -14,6 +14,24 @@ whose value grows with the batch (the seed's L11_loss sums over batch, frequency
 channel): their per-replica values are added, while "mean" losses are weighted by each replica's
 share of the batch, so the distributed loss equals the one-device loss. The two square-root
 losses do not split exactly across replicas; with one device (the usual case) they are exact.
+
+A loss's `kind` says which networks it suits (`unmix.core.models.networks`): "spectrogram" losses
+multiply a mask by the input window, "waveform" losses compare (batch, channels, samples) chunks
+of samples, and the rest ("any") compare output and target value by value, whatever they hold.
+The two waveform losses:
+
+- `waveform_l1`: the mean absolute difference of the samples (`mean_absolute_error`'s formula,
+  under the name a waveform configuration reads naturally);
+- `multi_resolution_stft`: for each resolution, the spectral convergence
+  ||  |T| - |O|  ||_F / || |T| ||_F plus the mean absolute difference of log magnitudes, averaged
+  over the resolutions (Yamamoto et al., Parallel WaveGAN, 2020). Resolutions are FFT sizes 512,
+  1024 and 2048 with a hop of a quarter and a periodic Hann window, those that fit in the chunk;
+  a chunk shorter than 512 samples gets one, the largest power of two it holds
+  (`stft_loss_resolutions`). Magnitudes are floored at sqrt(EPSILON) so that silence has a finite
+  logarithm and gradient.
+
+Only backends that train waveform networks implement the waveform formulas (the torch backend;
+`SPECTROGRAM_LOSS_FORMULAS` is what the others implement).
 """
 
 from __future__ import annotations
@@ -45,6 +63,8 @@ class LossDefinition:
     uses_input: bool = False
     # Another loss whose formula gives this one's value, so a backend writes that formula once.
     same_as: str | None = None
+    # The networks it suits: "spectrogram", "waveform", or "any" (see the module docstring).
+    kind: Literal["any", "spectrogram", "waveform"] = "any"
 
     @property
     def summed(self) -> bool:
@@ -80,11 +100,16 @@ LOSSES: tuple[LossDefinition, ...] = (
     # which gives the same number for equally sized windows.
     LossDefinition("mean_squared_error_noaxis", same_as="mean_squared_error"),
     LossDefinition("euclidean_loss", reduction="sum"),
-    LossDefinition("L11_loss", reduction="sum", uses_input=True),
+    LossDefinition("L11_loss", reduction="sum", uses_input=True, kind="spectrogram"),
     # Not in the seed: L11_loss divided by the number of values, so the learning rate that suits
     # it does not depend on batch size, window size or mono/stereo.
-    LossDefinition("L11_loss_mean", uses_input=True),
+    LossDefinition("L11_loss_mean", uses_input=True, kind="spectrogram"),
+    LossDefinition("waveform_l1", same_as="mean_absolute_error", kind="waveform"),
+    LossDefinition("multi_resolution_stft", kind="waveform"),
 )
+
+STFT_LOSS_FFT_SIZES = (512, 1024, 2048)
+"""The resolutions of `multi_resolution_stft`, each with a hop of a quarter of its FFT size."""
 
 METRICS: tuple[MetricDefinition, ...] = (
     MetricDefinition("mean_pred"),
@@ -93,6 +118,9 @@ METRICS: tuple[MetricDefinition, ...] = (
 
 LOSS_FORMULAS: frozenset[str] = frozenset(loss.formula for loss in LOSSES)
 """The names a backend must implement a formula for: one per loss, aliases (`same_as`) excepted."""
+
+SPECTROGRAM_LOSS_FORMULAS: frozenset[str] = frozenset(loss.formula for loss in LOSSES if loss.kind != "waveform")
+"""The formulas a backend without waveform networks implements: every loss but the waveform ones."""
 
 METRIC_FORMULAS: frozenset[str] = frozenset(metric.name for metric in METRICS)
 
@@ -138,14 +166,37 @@ def find_metric(name: str) -> MetricDefinition:
     return _METRICS_BY_NAME[find_name(name, list(_METRICS_BY_NAME), METRIC_FIELD)]
 
 
-def bind_losses(formulas: Mapping[str, Callable[..., Any]]) -> dict[str, Loss]:
-    """Every loss of the table by name, each with the backend's formula for it."""
-    return {loss.name: Loss(loss, formulas[loss.formula]) for loss in LOSSES}
+def bind_losses(formulas: Mapping[str, Callable[..., Any]], *, waveform: bool = True) -> dict[str, Loss]:
+    """Every loss of the table by name, each with the backend's formula for it; without the
+    waveform losses for a backend that trains no waveform networks (`waveform=False`)."""
+    return {loss.name: Loss(loss, formulas[loss.formula]) for loss in LOSSES if waveform or loss.kind != "waveform"}
 
 
 def bind_metrics(formulas: Mapping[str, Callable[..., Any]]) -> dict[str, Metric]:
     """Every metric of the table by name, each with the backend's formula for it."""
     return {metric.name: Metric(metric, formulas[metric.name]) for metric in METRICS}
+
+
+def check_loss_fits_kind(loss_name: str, model: str, kind: str) -> None:
+    """Refuse, in one line, a loss made for the other kind of network than `model`'s."""
+    loss = find_loss(loss_name)
+    if loss.kind in ("any", kind):
+        return
+    suited = ", ".join(other.name for other in LOSSES if other.kind == kind)
+    if loss.kind == "spectrogram":
+        raise ModelError(f"training.loss_function '{loss_name}' multiplies the output by the input as a mask, but "
+                         f"model '{model}' is a {kind} network; use {suited}, or a loss that compares output and "
+                         "target such as mean_absolute_error")
+    raise ModelError(f"training.loss_function '{loss_name}' compares waveforms, but model '{model}' is a {kind} "
+                     f"network; use {suited}, or a loss that compares output and target such as mean_squared_error")
+
+
+def stft_loss_resolutions(samples: int) -> tuple[tuple[int, int], ...]:
+    """(FFT size, hop) of each resolution `multi_resolution_stft` compares chunks of `samples` samples at."""
+    sizes = [size for size in STFT_LOSS_FFT_SIZES if size <= samples]
+    if not sizes:
+        sizes = [1 << (max(int(samples), 2).bit_length() - 1)]
+    return tuple((size, max(1, size // 4)) for size in sizes)
 
 
 def check_output_fits_loss(loss_name: str, model: str, input_shape: Sequence[int], output_shape: Sequence[int]) -> None:

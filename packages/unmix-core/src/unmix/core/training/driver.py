@@ -41,6 +41,7 @@ from unmix.core.runs import (
     training_lock,
 )
 from unmix.core.training.callbacks import LAST, TrainingState, build_callbacks, forget_results_after, watched_value
+from unmix.core.training.fine_tuning import fine_tune, initial_weights_source
 
 log = logging.getLogger("unmix")
 
@@ -84,6 +85,8 @@ def train(configuration: str | Path, working_directory: str | Path = ".", resume
         loaded = with_collection_target(load_configuration(configuration))
         run = None
         state = TrainingState()
+    # Only a new run starts from other weights; a resumed one has its own checkpoint.
+    initial_weights = initial_weights_source(loaded) if resume is None else None
     settings = loaded.settings
     check_before_data(loaded)
     data = data if data is not None else prepare_training_data(loaded)
@@ -93,6 +96,7 @@ def train(configuration: str | Path, working_directory: str | Path = ".", resume
             f"collection.folder or lower collection.test_data_count / validation_ratio"
         )
     model = build_model(loaded, data.input_shape)
+    fine_tuning = fine_tune(model, loaded, initial_weights)
     if run is None:
         run = create_run_folder(loaded, Path(working_directory))
     with training_lock(run), _full_disk_stops_cleanly(run), _run_log(run, settings.environment.log_file):
@@ -101,12 +105,14 @@ def train(configuration: str | Path, working_directory: str | Path = ".", resume
             csv_logger = settings.training.callbacks.csv_logger
             forget_results_after(run.file(csv_logger.file_name), csv_logger.separator, state.epoch)
         else:
-            run.write_json(run.model_file, describe_model(model, loaded, data.input_shape))
+            run.write_json(run.model_file, {**describe_model(model, loaded, data.input_shape), **fine_tuning.record()})
             log.info("run folder: %s", run.path)
             log.info("data: %s", data.describe())
             log.info("model %s (%s), trainable parameters: %s", settings.training.model.name, model.backend,
                      f"{model.trainable_parameters():,}")
             log.info("%s", model.summary())
+        for line in fine_tuning.describe(model):
+            log.info("%s", line)
         if state.learning_rate is None:
             state.learning_rate = model.learning_rate
         _fit(model, run, loaded, data, state)
