@@ -6,6 +6,7 @@ import soundfile
 from tests.training_fixtures import set_gain_checkpoint
 from unmix.core import api
 from unmix.core.data.audio import resample
+from unmix.core.errors import AudioError
 from unmix.core.interfaces import ExportOptions
 from unmix.core.separation.prediction import exporter_for, separate_file
 
@@ -155,3 +156,9 @@ def test_separate_refuses_nan_samples_with_their_position(gain_run):
     audio[1, 777] = np.nan
     with pytest.raises(AudioError, match="sample 777 of channel 1 is NaN"):
         api.separate(engine, audio, 8000)
+
+
+def test_separate_refuses_samples_laid_out_as_soundfile_reads_them(gain_run):
+    engine = api.create_engine(gain_run)
+    with pytest.raises(AudioError, match=r"shape \(4000, 1\); give \(channels, n\)"):
+        api.separate(engine, np.zeros((4000, 1), dtype=np.float32), 8000)

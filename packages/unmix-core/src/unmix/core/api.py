@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from unmix.core.data.audio import check_finite, istft, resample
-from unmix.core.errors import UnmixError
+from unmix.core.errors import AudioError, UnmixError
 from unmix.core.separation.engine import separate_spectrogram
 from unmix.core.separation.prediction import Engine, engine_from_run, engine_from_weights
 
@@ -61,6 +61,7 @@ def separate(engine: Engine, samples: np.ndarray, sample_rate: int) -> tuple[np.
     """
     audio = np.asarray(samples, dtype=np.float32)
     check_finite(audio, "samples given to separate()")
+    _check_layout(audio)
     mono_input = audio.ndim == 1
     audio = audio[None] if mono_input else audio
     at_model_rate = resample(audio, sample_rate, engine.sample_rate) if sample_rate != engine.sample_rate else audio
@@ -70,6 +71,14 @@ def separate(engine: Engine, samples: np.ndarray, sample_rate: int) -> tuple[np.
     target = _fit_length(target, audio.shape[-1])
     rest = audio - target
     return (target[0], rest[0]) if mono_input else (target, rest)
+
+
+def _check_layout(audio: np.ndarray) -> None:
+    """Refuse (n, channels) arrays, as soundfile reads them: taken as (channels, n) they would be n
+    one-sample channels, separated for minutes into nonsense instead of failing."""
+    if audio.ndim > 2 or (audio.ndim == 2 and audio.shape[0] > audio.shape[1]):
+        raise AudioError(f"samples given to separate() have shape {audio.shape}; give (channels, n) or (n,): "
+                         "transpose an array read as (n, channels), e.g. soundfile.read(...)[0].T")
 
 
 def _fit_length(samples: np.ndarray, length: int) -> np.ndarray:
