@@ -29,8 +29,9 @@ PACKAGES = [
     "-e", "packages/unmix-core",
     "-e", "packages/unmix-cli",
     "-e", "packages/unmix-sources[demo]",
-    "-e", "packages/unmix-tf[cpu]",
-    "-e", "packages/unmix-torch",
+    "-e", "packages/unmix-tf[cpu,onnx]",
+    "-e", "packages/unmix-torch[onnx]",
+    "-e", "packages/unmix-onnx[export]",
 ]
 CONSTRAINTS = ["-c", "constraints.txt"]
 

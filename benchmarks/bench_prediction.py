@@ -72,8 +72,8 @@ def write_song(path: Path, seconds: float, rate: int = 44100, channels: int = 2)
     return path
 
 
-def untrained_run(configuration: Path, folder: Path, options: dict | None = None) -> Path:
-    """A run folder holding a randomly initialised model of `configuration`."""
+def untrained_run(configuration: Path, folder: Path, options: dict | None = None, backend: str | None = None) -> Path:
+    """A run folder holding a randomly initialised model of `configuration` (on `backend`, if given)."""
     from unmix.core.config.loader import load_configuration
     from unmix.core.data.transforms import create_transform
     from unmix.core.models.factory import build_model, describe_model
@@ -84,6 +84,8 @@ def untrained_run(configuration: Path, folder: Path, options: dict | None = None
     overrides = {"base": str(configuration.resolve()), "training": {"callbacks": {"tensorboard": {"enabled": False}}}}
     if options is not None:
         overrides["training"]["model"] = {"options": options}
+    if backend is not None:
+        overrides["training"]["backend"] = backend
     child.write_text(json.dumps(overrides))
     loaded = load_configuration(child)
     settings = loaded.settings
@@ -97,10 +99,11 @@ def untrained_run(configuration: Path, folder: Path, options: dict | None = None
 
 
 def timed_cli_predict(run: Path, song: Path, output: Path, *extra: str) -> tuple[float, dict]:
-    """Wall time and peak RSS (MB) of `unmix predict` in its own process."""
+    """Wall time and peak RSS (MB) of `unmix predict` in its own process; `run` may be an exported model file."""
     unmix = Path(sys.executable).parent / "unmix"
+    model = ["--model" if run.is_file() else "--run-folder", str(run)]
     start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "%M", str(unmix), "predict", "--run-folder", str(run),
+    result = subprocess.run(["/usr/bin/time", "-f", "%M", str(unmix), "predict", *model,
                              "--song", str(song), "--output", str(output), *extra],
                             capture_output=True, text=True)
     elapsed = time.perf_counter() - start

@@ -11,6 +11,10 @@ table states. The CPU and the thread counts of both sides are printed: PyTorch (
 TensorFlow (unmix, in this process and in `unmix train`) get the same `--threads`, every core by
 default.
 
+`--configuration` may be given more than once: each configuration trains as its own side (named
+by its file name) against the same single Open-Unmix training, so several unmix models meet one
+baseline in one run. They must agree on the collection's rate, target and split.
+
 One training of each is one sample of a noisy process (threaded batches, non-deterministic kernels,
 few test songs): `--repeats N` trains both N times and reports, per metric, the median over runs
 and the spread (min-max), and calls a side ahead only where the two spreads do not overlap.
@@ -62,6 +66,7 @@ from unmix.core.evaluation.metrics import aggregate, fraction_of_gap  # noqa: E4
 from unmix.core.separation.prediction import engine_from_run  # noqa: E402
 from unmix.core.training.callbacks import read_results  # noqa: E402
 
+BASELINE = "open-unmix"
 ROWS = [("target", "museval_sdr"), ("target", "sdr"), ("rest", "museval_sdr"), ("rest", "sdr")]
 
 
@@ -148,22 +153,25 @@ def median(summary: dict, method: str, stem: str, metric: str) -> float:
 
 
 def print_table(summary: dict, songs: int, target: str, trained: dict[str, str], speeds: dict[str, float]) -> None:
-    methods = ["mixture", "unmix", "open-unmix", "oracle"]
-    print(f"\n{songs} test songs; medians over songs in dB; target = {target}")
-    print(f"{'stem':<7}{'metric':<13}" + "".join(f"{method:>12}" for method in methods)
-          + f"{'unmix gap':>11}{'umx gap':>9}")
+    models = list(trained)
+    methods = ["mixture", *models, "oracle"]
+    width = max(12, *(len(model) + 2 for model in models))
+    print(f"\n{songs} test songs; medians over songs in dB; target = {target}; gap: share of mixture-to-oracle closed")
+    print(f"{'stem':<7}{'metric':<13}" + "".join(f"{method:>{width}}" for method in methods)
+          + "".join(f"{'gap ' + str(number):>8}" for number in range(1, len(models) + 1)))
     for stem, metric in ROWS:
         values = {method: median(summary, method, stem, metric) for method in methods}
-        gaps = [fraction_of_gap(values[model], values["mixture"], values["oracle"])
-                for model in ("unmix", "open-unmix")]
-        print(f"{stem:<7}{metric:<13}" + "".join(f"{values[method]:>12.2f}" for method in methods)
-              + "".join(f"{100 * gap:>10.0f}%" if not math.isnan(gap) else f"{'':>10} " for gap in gaps))
-    for model in ("unmix", "open-unmix"):
-        print(f"{model}: {trained[model]}; separates {speeds[model]:.0f}x real time")
-    better = median(summary, "unmix", "target", "sdr") > median(summary, "open-unmix", "target", "sdr")
-    faster = speeds["unmix"] >= speeds["open-unmix"]
-    print(f"target sdr higher than Open-Unmix: {'yes' if better else 'NO'}; "
-          f"separates at least as fast: {'yes' if faster else 'NO'}")
+        gaps = [fraction_of_gap(values[model], values["mixture"], values["oracle"]) for model in models]
+        print(f"{stem:<7}{metric:<13}" + "".join(f"{values[method]:>{width}.2f}" for method in methods)
+              + "".join(f"{100 * gap:>7.0f}%" if not math.isnan(gap) else f"{'':>8}" for gap in gaps))
+    for number, model in enumerate(models, start=1):
+        print(f"{number} {model}: {trained[model]}; separates {speeds[model]:.0f}x real time")
+    baseline = median(summary, BASELINE, "target", "sdr")
+    for model in models[:-1]:
+        better = median(summary, model, "target", "sdr") > baseline
+        faster = speeds[model] >= speeds[BASELINE]
+        print(f"{model}: target sdr higher than Open-Unmix: {'yes' if better else 'NO'}; "
+              f"separates at least as fast: {'yes' if faster else 'NO'}")
 
 
 @attrs.frozen
@@ -194,22 +202,27 @@ class Spread:
 def comparison(unmix: Spread, umx: Spread) -> str:
     """'ahead' or 'behind' only when one side's worst run beats the other's best; else level within the noise."""
     if unmix.low > umx.high:
-        return "unmix ahead"
+        return "ahead"
     if unmix.high < umx.low:
-        return "unmix behind"
-    return "level within the spread"
+        return "behind"
+    return "level"
 
 
 def print_spreads(trials: list[Trial], songs: int, target: str) -> None:
-    models = ("unmix", "open-unmix")
+    models = list(trials[0].trained)
+    width = max(21, *(len(model) + 2 for model in models))
     print(f"\n{len(trials)} runs of each, {songs} test songs; per run the median over songs in dB; "
-          f"here the median over runs [min-max]; target = {target}")
-    print(f"{'stem':<7}{'metric':<13}{'mixture':>9}{'unmix':>21}{'open-unmix':>21}{'oracle':>9}  verdict")
+          f"here the median over runs [min-max]; target = {target}; verdict against Open-Unmix, "
+          "ahead or behind only where the spreads do not overlap")
+    print(f"{'stem':<7}{'metric':<13}{'mixture':>9}" + "".join(f"{model:>{width}}" for model in models)
+          + f"{'oracle':>9}  verdicts")
     for stem, metric in ROWS:
         floor, ceiling = (median(trials[0].summary, method, stem, metric) for method in ("mixture", "oracle"))
-        spreads = [Spread.of([median(trial.summary, model, stem, metric) for trial in trials]) for model in models]
-        print(f"{stem:<7}{metric:<13}{floor:>9.2f}{spreads[0]!s:>21}{spreads[1]!s:>21}{ceiling:>9.2f}  "
-              f"{comparison(*spreads)}")
+        spreads = {model: Spread.of([median(trial.summary, model, stem, metric) for trial in trials])
+                   for model in models}
+        verdicts = ", ".join(comparison(spreads[model], spreads[BASELINE]) for model in models[:-1])
+        print(f"{stem:<7}{metric:<13}{floor:>9.2f}" + "".join(f"{spreads[model]!s:>{width}}" for model in models)
+              + f"{ceiling:>9.2f}  {verdicts}")
     for model in models:
         print(f"{model}: separates {Spread.of([trial.speeds[model] for trial in trials])}x real time")
 
@@ -221,38 +234,70 @@ def channel_handling(song_channels: int, model_channels: int) -> str:
     return f"{song_channels} channels, " + ("each as mono" if model_channels == 1 else "jointly")
 
 
-def run_trial(repeat: int, configuration: Path, settings: Configuration, folder: Path, splits: tuple[list, list, list],
-              budget: float) -> Trial:
-    """Train and score both sides once; repeat `repeat` gets its own working folder and Open-Unmix seed."""
-    training, validation, test = splits
-    run, unmix_seconds = train_unmix(configuration, folder / f"repeat-{repeat}", budget)
-    unmix_engine = engine_from_run(run)
+def train_and_score_unmix(configuration: Path, settings: Configuration, folder: Path, test: list,
+                          budget: float) -> tuple[list, str, float]:
+    """One unmix side: train within the budget, score its best checkpoint; scores, description, speed."""
+    run, seconds = train_unmix(configuration, folder, budget)
+    engine = engine_from_run(run)
     epochs = len(read_results(run / "results.csv"))
-    scores = score_songs(unmix_engine, test, jobs=2)
-    scores = [score if score.method != "model" else attrs.evolve(score, method="unmix") for score in scores]
+    scores = score_songs(engine, test, jobs=2)
+    name = side_name(configuration)
+    scores = [score if score.method != "model" else attrs.evolve(score, method=name) for score in scores]
+    described = (f"{settings.training.model.name} ({settings.training.backend}), {epochs} epochs in {seconds:.0f} s, "
+                 f"{engine.model.trainable_parameters():,} parameters, {settings.collection.sample_rate} Hz, "
+                 f"{channel_handling(test[0].channels, settings.channels)}, run {run}")
+    return scores, described, separation_speed(engine, test)
 
-    umx = train_open_unmix(training, validation, settings.collection.sample_rate, budget, seed=repeat)
-    umx_engine = OpenUnmixEngine(umx, settings)
+
+def run_trial(repeat: int, sides: list[tuple[Path, Configuration]], folder: Path, splits: tuple[list, list, list],
+              budget: float) -> Trial:
+    """Train and score every side once; repeat `repeat` gets its own working folders and Open-Unmix seed."""
+    training, validation, test = splits
+    scores: list = []
+    trained: dict[str, str] = {}
+    speeds: dict[str, float] = {}
+    for configuration, settings in sides:
+        name = side_name(configuration)
+        side_scores, trained[name], speeds[name] = train_and_score_unmix(
+            configuration, settings, folder / f"repeat-{repeat}" / name, test, budget)
+        scores += side_scores if not scores else [score for score in side_scores if score.method == name]
+
+    rate = sides[0][1].collection.sample_rate
+    umx = train_open_unmix(training, validation, rate, budget, seed=repeat)
+    umx_engine = OpenUnmixEngine(umx, sides[0][1])
     umx_scores = score_songs(umx_engine, test, jobs=2)
-    scores += [attrs.evolve(score, method="open-unmix") for score in umx_scores if score.method == "model"]
-
-    speeds = {"unmix": separation_speed(unmix_engine, test), "open-unmix": separation_speed(umx_engine, test)}
-    rate = settings.collection.sample_rate
-    trained = {
-        "unmix": f"{settings.training.model.name} ({settings.training.backend}), {epochs} epochs in "
-                 f"{unmix_seconds:.0f} s, {unmix_engine.model.trainable_parameters():,} parameters, "
-                 f"{rate} Hz, {channel_handling(test[0].channels, settings.channels)}, run {run}",
-        "open-unmix": f"{umx.steps} steps ({umx.epochs:.2f} epochs) in {umx.seconds:.0f} s, "
-                      f"{umx.parameters:,} parameters, n_fft {umx.n_fft}, hop {umx.hop_length}, {rate} Hz, "
-                      f"{channel_handling(test[0].channels, umx.channels)}, "
-                      f"best validation loss {umx.best_validation_loss}",
-    }
+    scores += [attrs.evolve(score, method=BASELINE) for score in umx_scores if score.method == "model"]
+    speeds[BASELINE] = separation_speed(umx_engine, test)
+    trained[BASELINE] = (f"{umx.steps} steps ({umx.epochs:.2f} epochs) in {umx.seconds:.0f} s, "
+                         f"{umx.parameters:,} parameters, n_fft {umx.n_fft}, hop {umx.hop_length}, {rate} Hz, "
+                         f"{channel_handling(test[0].channels, umx.channels)}, "
+                         f"best validation loss {umx.best_validation_loss}")
     return Trial(aggregate(scores), trained, speeds)
+
+
+def side_name(configuration: Path) -> str:
+    """The configuration's file name without the '-budget' the child configuration adds."""
+    return configuration.stem.removesuffix("-budget")
+
+
+def same_split(sides: list[tuple[Path, Configuration]]) -> None:
+    """Every side must train and be tested on the same songs, or the table compares different things."""
+    def split_settings(settings: Configuration) -> tuple:
+        collection = settings.collection
+        return (collection.sample_rate, collection.target, collection.test_data_count, collection.validation_ratio,
+                collection.song_limit)
+
+    first_path, first = sides[0]
+    for path, settings in sides[1:]:
+        if split_settings(settings) != split_settings(first):
+            raise SystemExit(f"{side_name(path)}: its collection settings (rate, target, split) differ from "
+                             f"{side_name(first_path)}'s; compare configurations that split the songs alike")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--configuration", type=Path, default=REPOSITORY / "configurations" / "quickstart.jsonc")
+    parser.add_argument("--configuration", type=Path, action="append",
+                        help="an unmix side; give it again for more sides [default: configurations/quickstart.jsonc]")
     parser.add_argument("--collection", type=Path, default=None, help="default: a fresh `unmix datasets demo`")
     parser.add_argument("--budget-minutes", type=float, default=30.0, help="training wall time per model")
     parser.add_argument("--output", type=Path, default=None, help="keep runs and data here (default: a temp dir)")
@@ -270,8 +315,13 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         collection = arguments.collection or make_demo_collection(folder / "data", arguments.songs,
                                                                   arguments.song_seconds)
-        configuration = budget_configuration(arguments.configuration, collection, folder)
-        settings = load_configuration(configuration).settings
+        configurations = arguments.configuration or [REPOSITORY / "configurations" / "quickstart.jsonc"]
+        sides = []
+        for configuration in configurations:
+            child = budget_configuration(configuration, collection, folder)
+            sides.append((child, load_configuration(child).settings))
+        same_split(sides)
+        settings = sides[0][1]
         split = split_collection(settings.collection, lambda path: collection_songs(settings, path))
         splits = tuple(loaded(songs) for songs in (split.training, split.validation, split.test))
         print(f"songs: {len(splits[0])} training, {len(splits[1])} validation, {len(splits[2])} test; "
@@ -280,7 +330,7 @@ def main() -> None:
 
         trials = []
         for repeat in range(arguments.repeats):
-            trial = run_trial(repeat, configuration, settings, folder, splits, budget)
+            trial = run_trial(repeat, sides, folder, splits, budget)
             print_table(trial.summary, len(splits[2]), settings.collection.target, trial.trained, trial.speeds)
             trials.append(trial)
         if len(trials) > 1:

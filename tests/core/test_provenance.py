@@ -81,7 +81,7 @@ def test_registration_and_provider_name_the_plugin_that_registered_a_name():
 
 
 def test_the_hook_specification_has_a_version():
-    assert unmix.core.HOOKS_VERSION == (1, 0)
+    assert unmix.core.HOOKS_VERSION == (1, 1)
     assert "HOOKS_VERSION" in unmix.core.__all__
 
 

@@ -23,7 +23,7 @@ import pytest
 import soundfile
 
 from tests.bad_inputs.catalogue import assert_clean_failure, assert_untouched, snapshot
-from tests.helpers import REPOSITORY, clean_environment
+from tests.helpers import REPOSITORY, clean_environment, run_unmix
 from tests.training_fixtures import write_configuration, write_seed_collection
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -33,6 +33,7 @@ CORE_CLI = ("packages/unmix-core", "packages/unmix-cli")
 WITH_SOURCES = (*CORE_CLI, "packages/unmix-sources")
 TF_CPU = "packages/unmix-tf[cpu]"
 TORCH = "packages/unmix-torch"
+ONNX = "packages/unmix-onnx"
 WITHOUT_EXTRA = {TF_CPU: "packages/unmix-tf"}
 INSTALL_SECONDS = 900
 UNMIX_SECONDS = 300
@@ -201,6 +202,27 @@ def test_with_the_torch_backend(with_torch, tf_run, torch_run):
     assert_cannot_predict(with_torch, tf_run, "unmix-tf[cpu]")
 
 
+def test_onnx_runtime_separates_without_a_framework(tmp_path_factory, with_torch, torch_run):
+    """A run exported where the framework is (here, the suite's environment) separates where it is not."""
+    install = fresh_install(tmp_path_factory, "onnx", documented_install(*WITH_SOURCES, ONNX))
+    assert_help_and_plugins(install, {"core", "sources", "onnx"})
+    python = install.folder / "venv" / "bin" / "python"
+    for framework in ("torch", "tensorflow", "keras"):
+        imported = subprocess.run([str(python), "-c", f"import {framework}"], capture_output=True,
+                                  env=install.environment)
+        assert imported.returncode != 0, f"{framework} is installed by {ONNX}'s README line"
+
+    model = install.folder / "band-hourglass.onnx"
+    assert_ok(run_unmix("export", "--run-folder", str(torch_run), "--output", str(model), timeout=UNMIX_SECONDS))
+    song = with_torch.folder / "collection" / "song00" / "vocals_song00.wav"
+    output = install.folder / "separated"
+    assert_ok(install.unmix("predict", "--model", str(model), "--song", str(song), "--output", str(output)))
+    vocals, rate = soundfile.read(output / "vocals_song00_vocals.wav")
+    assert rate == 8000 and len(vocals) == soundfile.info(song).frames
+    assert_clean_failure(install.unmix("export", "--run-folder", str(torch_run), "--output",
+                                       str(install.folder / "again.onnx")), "unmix-torch")
+
+
 def test_tensorflow_backend_without_its_extra_names_the_extra(tmp_path_factory):
     """unmix-tf alone installs Keras without TensorFlow: the mistake the README warns about."""
     pip_arguments = [WITHOUT_EXTRA.get(word, word) for word in documented_install(*WITH_SOURCES, TF_CPU)]
@@ -211,5 +233,5 @@ def test_tensorflow_backend_without_its_extra_names_the_extra(tmp_path_factory):
 
 def test_readme_documents_each_combination_once():
     lines = documented_install_lines()
-    assert len(lines) == len(set(lines)) == 4, lines
+    assert len(lines) == len(set(lines)) == 5, lines
     assert all(line.startswith("pip install -c constraints.txt ") for line in lines), lines

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 @click.option("--run-folder", type=click.Path(), help="A run folder made by `unmix train` (uses its best checkpoint).")
 @click.option("--weights", type=click.Path(), help="A checkpoint file; needs --configuration.")
 @click.option("--configuration", type=click.Path(), help="The configuration the --weights were trained with.")
+@click.option("--model", "model_file", type=click.Path(),
+              help="A model file made by `unmix export` (.onnx: needs unmix-onnx, not the training framework).")
 @click.option("--song", help="One audio file, or any URI a source plugin understands (see `unmix plugins`).")
 @click.option("--songs", type=click.Path(), help="A folder of audio files (searched recursively).")
 @click.option("--youtube", help="A YouTube link; the audio is downloaded to a temporary folder first.")
@@ -44,7 +46,8 @@ if TYPE_CHECKING:
               help="Replace output files that already exist (they are refused otherwise). Input songs are never "
                    "overwritten, even with --overwrite; files inside an --output folder that lies within --songs "
                    "are never taken as songs.")
-def predict(run_folder: str | None, weights: str | None, configuration: str | None, song: str | None,
+def predict(run_folder: str | None, weights: str | None, configuration: str | None, model_file: str | None,
+            song: str | None,
             songs: str | None, youtube: str | None, output: str | None, format_name: str | None,
             filename: str | None, batch_size: int | None, bit_depth: str | None, peak: str | None,
             overwrite: bool) -> None:
@@ -59,6 +62,7 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
         check_template,
         exporter_for,
         load_engine,
+        model_file_model_files,
         plan_outputs,
         prediction_output_folder,
         run_model_files,
@@ -66,8 +70,8 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
         writes_per_song,
     )
 
-    if (run_folder is None) == (weights is None):
-        raise click.UsageError("give either --run-folder RUN or --weights W --configuration C")
+    if sum(value is not None for value in (run_folder, weights, model_file)) != 1:
+        raise click.UsageError("give one of --run-folder RUN, --weights W --configuration C or --model FILE")
     if weights is not None and configuration is None:
         raise click.UsageError("--weights needs --configuration (the configuration it was trained with)")
     inputs = [(name, value) for name, value in (("song", song), ("folder", songs), ("youtube", youtube)) if value]
@@ -76,7 +80,12 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
     source_name, uri = inputs[0]
 
     run = open_run_folder(run_folder) if run_folder is not None else None
-    model_files = run_model_files(run) if run is not None else weights_model_files(weights, configuration)
+    if run is not None:
+        model_files = run_model_files(run)
+    elif model_file is not None:
+        model_files = model_file_model_files(model_file)
+    else:
+        model_files = weights_model_files(weights, configuration)
     settings = model_files.settings.prediction
     exporter = exporter_for(format_name or settings.format)
     options = ExportOptions(bit_depth=bit_depth or settings.bit_depth, bitrate_kbps=settings.bitrate_kbps,

@@ -39,6 +39,8 @@ _PUBLIC = {
     "StemWriter": "unmix.core.interfaces",
     "SongWriter": "unmix.core.interfaces",
     "Exporter": "unmix.core.interfaces",
+    "ExportableModel": "unmix.core.interfaces",
+    "Runtime": "unmix.core.interfaces",
     "Option": "unmix.core.models.options",
     "Transform": "unmix.core.data.transforms",
     "Dataset": "unmix.core.data.collection",

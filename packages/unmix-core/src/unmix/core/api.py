@@ -20,13 +20,16 @@ import numpy as np
 from unmix.core.data.audio import check_finite, istft, resample
 from unmix.core.errors import AudioError, UnmixError
 from unmix.core.separation.engine import separate_spectrogram
-from unmix.core.separation.prediction import Engine, engine_from_run, engine_from_weights
+from unmix.core.separation.prediction import Engine, engine_from_model_file, engine_from_run, engine_from_weights
 
 __all__ = ["Engine", "create_engine", "create_engine_from_weights", "run_prediction", "separate"]
 
 
 def create_engine(run_folder: str | Path, batch_size: int | None = None) -> Engine:
-    """An engine for a run folder made by `unmix train`, with its best checkpoint."""
+    """An engine for a run folder made by `unmix train`, with its best checkpoint, or for a model file
+    made by `unmix export` (a .onnx file runs on onnxruntime alone when unmix-onnx is installed)."""
+    if Path(run_folder).is_file():
+        return engine_from_model_file(run_folder, batch_size)
     return engine_from_run(run_folder, batch_size)
 
 

@@ -1,7 +1,7 @@
 """The hooks a plugin can implement: one `register_*` hook per kind of thing, and `register_commands`.
 
 No hook is deprecated in this version (`HOOKS_VERSION`); a deprecated hook or parameter would be
-marked here, with the version that removes it.
+marked here, with the version that removes it. Added in 1.1: `register_runtimes`.
 
 Each `register_*` hook receives a `register(name, thing)` callback. Names are what configurations
 and CLI options use to pick a thing (`"name": "hourglass"`); they are matched case-insensitively.
@@ -21,7 +21,7 @@ import pluggy
 # major version must be updated. A minor bump means something was added (a hook, an optional method or
 # argument): a plugin written for an older minor version keeps working, one that uses the addition needs
 # at least that minor version. `unmix plugins --json` shows it as "hooks_version".
-HOOKS_VERSION = (1, 0)
+HOOKS_VERSION = (1, 1)
 
 hookspec = pluggy.HookspecMarker("unmix")
 hookimpl = pluggy.HookimplMarker("unmix")
@@ -97,6 +97,18 @@ def register_exporters(register: Register) -> None:
         an `unmix.core.SongWriter` (one file holding every stem: write_stems, close, abort). Core
         applies the peak choice (`ExportOptions.peak`) before a writer sees a sample; encoding
         (`bit_depth`, `bitrate_kbps`) is the writer's.
+    """
+
+
+@hookspec
+def register_runtimes(register: Register) -> None:
+    """Register runtimes that separate with exported model files, without the training framework
+    (added in hooks version 1.1).
+
+    :param register: call `register(name, runtime)`, where `runtime` is an `unmix.core.Runtime`:
+        `suffix` (the file suffix it reads, ".onnx"), `read_configuration(path)` (the configuration
+        the file carries) and `load(path, settings)` (a `SeparationModel` whose `predict` works).
+        `unmix predict --model FILE` and `create_engine(FILE)` pick the runtime by FILE's suffix.
     """
 
 

@@ -88,6 +88,26 @@ class FineTunableModel(SeparationModel, Protocol):
         ...
 
 
+@runtime_checkable
+class ExportableModel(SeparationModel, Protocol):
+    """A `SeparationModel` that can write its network as an ONNX graph: the optional part of the model
+    contract that `unmix export` needs (`unmix-onnx`). Models built with a backend's kit have it."""
+
+    def export_onnx(self, path: Path) -> Mapping[str, object]:
+        """Write the network to `path` as an ONNX graph whose batch axis may vary, and say what it computes.
+
+        Return `{"graph": "predict"}` when the graph computes `predict(inputs)` itself: the same input and
+        output layout, one input and one output. Return `{"graph": "masked_spectrogram", "stft": {...}}`
+        for a waveform network with its STFT inside, which ONNX cannot hold whole (no complex numbers, no
+        inverse STFT): the graph maps the mix's STFT as real numbers (batch, bins * channels, frames,
+        real/imaginary), channels interleaved per bin, to the target's, and the runtime does the STFT and
+        its inverse with the settings in "stft": `n_fft`, `hop_length`, `win_length` (a centred periodic
+        Hann window), `normalized` and `zero_dc` (the inverse zeroes bin 0), centred with reflection
+        padding as `torch.stft` does.
+        """
+        ...
+
+
 class ModelBuilder(Protocol):
     """What a `register_models` hook registers: builds a model for a configuration.
 
@@ -201,3 +221,20 @@ class Exporter(Protocol):
 
     def open(self, path: Path, sample_rate: int, channels: int, options: ExportOptions, *, song: str,
              stem: str | None, stems: tuple[str, ...]) -> StemWriter | SongWriter: ...
+
+
+class Runtime(Protocol):
+    """What a `register_runtimes` hook registers: separates with an exported model file, without the
+    framework that trained it (`unmix predict --model FILE`, `unmix.core.api.create_engine(FILE)`)."""
+
+    suffix: str
+    """The file suffix it reads (".onnx"); core picks the runtime by a model file's suffix."""
+
+    def read_configuration(self, path: Path) -> Mapping[str, object]:
+        """The merged configuration the file was exported with (a run folder's configuration.jsonc as
+        data). A file that is not such a model raises `UnmixError` saying what it is and how to make one."""
+        ...
+
+    def load(self, path: Path, settings: Configuration) -> SeparationModel:
+        """A model whose `predict` computes what the exported one did; its training methods may refuse."""
+        ...

@@ -28,9 +28,10 @@ from unmix.core.errors import PluginError, did_you_mean
 
 ENTRY_POINT_GROUP = "unmix"
 DISABLE_VARIABLE = "UNMIX_DISABLE_PLUGINS"
-KINDS = ("models", "transforms", "datasets", "mixers", "sources", "exporters")
+KINDS = ("models", "transforms", "datasets", "mixers", "sources", "exporters", "runtimes")
 # unmix's own distributions: an exception in their code is a bug in unmix and keeps its traceback.
-BUILTIN_DISTRIBUTIONS = frozenset({"unmix-core", "unmix-cli", "unmix-sources", "unmix-tf", "unmix-torch"})
+BUILTIN_DISTRIBUTIONS = frozenset({"unmix-core", "unmix-cli", "unmix-sources", "unmix-tf", "unmix-torch",
+                                   "unmix-onnx"})
 _SINGULAR = {
     "models": "model",
     "transforms": "transform",
@@ -38,6 +39,7 @@ _SINGULAR = {
     "mixers": "mixer",
     "sources": "source",
     "exporters": "exporter",
+    "runtimes": "runtime",
 }
 
 

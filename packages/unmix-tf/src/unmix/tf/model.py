@@ -179,6 +179,18 @@ class KerasSeparationModel:
             return np.zeros((0, *self.network.output_shape[1:]), dtype=np.float32)
         return np.asarray(self._predict_step(tf.constant(inputs)), dtype=np.float32)
 
+    def export_onnx(self, path: Path) -> dict[str, str]:
+        """The network as an ONNX graph through Keras's own exporter, which uses tf2onnx
+        (`pip install 'unmix-tf[onnx]'`); the graph takes and returns what `predict` does."""
+        try:
+            import tf2onnx  # noqa: F401  (Keras's exporter needs it and says so less clearly)
+        except ImportError:
+            raise ModelError("exporting a Keras model to ONNX needs tf2onnx: pip install 'unmix-tf[onnx]'") from None
+        # Keras's exporter refuses a model that was never called, as a freshly loaded one is.
+        self.predict(np.zeros((1, *self.network.input_shape[1:]), dtype=np.float32))
+        self.network.export(str(path), format="onnx", verbose=False)
+        return {"graph": "predict"}
+
     @property
     def learning_rate(self) -> float:
         return float(np.asarray(self.optimizer.learning_rate))

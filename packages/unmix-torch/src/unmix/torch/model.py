@@ -207,6 +207,14 @@ class TorchSeparationModel:
             return np.ascontiguousarray(outputs.cpu().numpy(), dtype=np.float32)
         return _array(outputs)
 
+    def export_onnx(self, path: Path) -> dict[str, Any]:
+        """The network as an ONNX graph (`unmix.torch.export`), from a copy on the CPU in float32."""
+        from unmix.torch.export import export_network
+
+        network = self._network_factory()
+        network.load_state_dict({name: value.detach().cpu() for name, value in self.network.state_dict().items()})
+        return export_network(network, self.description["input_shape"], self.waveform, path)
+
     @property
     def learning_rate(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])

@@ -207,11 +207,16 @@ class _Roformer(nn.Module):
         self.mask_estimators = nn.ModuleList(
             [MaskEstimator(dim, band_features, mask_linear_layers, self.options["mlp_expansion_factor"])])
 
-    def _stft_settings(self, device: torch.device) -> dict[str, Any]:
-        window = window_length(self.options)
+    @property
+    def stft(self) -> dict[str, Any]:
+        """The STFT around `masked_spectrogram`, as `unmix export` writes it down for a runtime to redo."""
         return {"n_fft": self.options["stft_n_fft"], "hop_length": self.options["stft_hop_length"],
-                "win_length": window, "normalized": self.options["stft_normalized"],
-                "window": torch.hann_window(window, device=device)}
+                "win_length": window_length(self.options), "normalized": self.options["stft_normalized"],
+                "zero_dc": self.options["zero_dc"]}
+
+    def _stft_settings(self, device: torch.device) -> dict[str, Any]:
+        settings = {key: value for key, value in self.stft.items() if key != "zero_dc"}
+        return {**settings, "window": torch.hann_window(settings["win_length"], device=device)}
 
     def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) -> complex STFT (batch, bins * channels, frames), channels interleaved."""
@@ -235,16 +240,22 @@ class _Roformer(nn.Module):
         return audio.reshape(batch, self.channels, samples)
 
     def band_input(self, stft: torch.Tensor) -> torch.Tensor:
-        """Complex (batch, bins * channels, frames) -> real features (batch, frames, all bands' features)."""
+        """Real (batch, bins * channels, frames, real/imaginary) -> features (batch, frames, all bands' features)."""
         raise NotImplementedError
 
-    def apply_mask(self, stft: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The mix's complex STFT times the estimated mask (batch, frames, all bands' features)."""
+    def band_mask(self, mask: torch.Tensor, rows: int) -> torch.Tensor:
+        """The estimated (batch, frames, all bands' features) as one complex mask per row: (batch, rows, frames, 2)."""
         raise NotImplementedError
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         samples = audio.shape[-1]
-        stft = self.spectrogram(audio)
+        stft = torch.view_as_real(self.spectrogram(audio))
+        return self.waveform(torch.view_as_complex(self.masked_spectrogram(stft).contiguous()), samples)
+
+    def masked_spectrogram(self, stft: torch.Tensor) -> torch.Tensor:
+        """Everything between the STFT and its inverse, in real numbers: the mix's (batch, bins * channels,
+        frames, real/imaginary) to the target's. Exported to ONNX on its own, which has no complex tensors
+        and no inverse STFT (`unmix export`)."""
         x = self.band_split(self.band_input(stft))
         batch, frames, bands, dim = x.shape
         for time_transformer, freq_transformer in self.layers:
@@ -253,8 +264,11 @@ class _Roformer(nn.Module):
             x = freq_transformer(x.reshape(batch * frames, bands, dim)).reshape(batch, frames, bands, dim)
         if not self.norm_each_transformer:
             x = self.final_norm(x)
-        mask = self.mask_estimators[0](x)
-        return self.waveform(self.apply_mask(stft, mask), samples)
+        mask = self.band_mask(self.mask_estimators[0](x), stft.shape[1])
+        real, imaginary = stft.float().unbind(-1)
+        mask_real, mask_imaginary = mask.unbind(-1)
+        return torch.stack((real * mask_real - imaginary * mask_imaginary,
+                            real * mask_imaginary + imaginary * mask_real), dim=-1)
 
 
 def _full_precision(device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -280,11 +294,10 @@ class BSRoformer(_Roformer):
         self._build_bands(band_features, options["mask_estimator_depth"])
 
     def band_input(self, stft: torch.Tensor) -> torch.Tensor:
-        real = torch.view_as_real(stft)  # (batch, rows, frames, 2)
-        return real.transpose(1, 2).flatten(2)
+        return stft.transpose(1, 2).flatten(2)
 
-    def apply_mask(self, stft: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return stft * torch.view_as_complex(_complex_mask(mask).contiguous())
+    def band_mask(self, mask: torch.Tensor, rows: int) -> torch.Tensor:
+        return _complex_mask(mask)
 
 
 class MelBandRoformer(_Roformer):
@@ -306,12 +319,10 @@ class MelBandRoformer(_Roformer):
         self._build_bands(band_features, options["mask_estimator_depth"] + 1)
 
     def band_input(self, stft: torch.Tensor) -> torch.Tensor:
-        real = torch.view_as_real(stft[:, self.freq_indices])
-        return real.transpose(1, 2).flatten(2)
+        return stft[:, self.freq_indices].transpose(1, 2).flatten(2)
 
-    def apply_mask(self, stft: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def band_mask(self, mask: torch.Tensor, rows: int) -> torch.Tensor:
         per_band = _complex_mask(mask)
         batch, _rows, frames, _parts = per_band.shape
-        summed = per_band.new_zeros(batch, stft.shape[1], frames, 2).index_add(1, self.freq_indices, per_band)
-        averaged = summed / self.num_bands_per_freq[:, None, None]
-        return stft * torch.view_as_complex(averaged.contiguous())
+        summed = per_band.new_zeros(batch, rows, frames, 2).index_add(1, self.freq_indices, per_band)
+        return summed / self.num_bands_per_freq[:, None, None]

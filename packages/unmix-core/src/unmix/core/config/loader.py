@@ -131,6 +131,19 @@ def load_configuration(
     return LoadedConfiguration(path=path, chain=chain, data=data, provenance=provenance, settings=settings)
 
 
+def configuration_from_data(data: dict[str, Any], origin: Path) -> LoadedConfiguration:
+    """Validate an already-merged configuration held in memory (an exported model file carries its run's),
+    as `load_configuration(..., inherit=False)` validates a run folder's; errors name `origin`."""
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{origin}: a configuration must be a JSON object {{...}}, not {type(data).__name__}")
+    data = _copy(data)
+    provenance: dict[str, Path] = {}
+    _record(data, provenance, origin, "")
+    settings = _structure(Configuration, data, "", provenance, origin)
+    _check_relations(settings, provenance, origin)
+    return LoadedConfiguration(path=origin, chain=[origin], data=data, provenance=provenance, settings=settings)
+
+
 def _resolve_chain(path: Path, environment: Mapping[str, str]) -> dict[Path, Any]:
     """The files from the root ancestor down to `path`, each with its parsed content (read once)."""
     roots = configuration_roots(environment)

@@ -25,7 +25,7 @@ import attrs
 import numpy as np
 from tqdm import tqdm
 
-from unmix.core.config.loader import LoadedConfiguration, load_configuration
+from unmix.core.config.loader import LoadedConfiguration, configuration_from_data, load_configuration
 from unmix.core.config.schema import Configuration
 from unmix.core.data.streaming import AudioReader, Resampler
 from unmix.core.data.transforms import Transform, create_transform
@@ -34,6 +34,7 @@ from unmix.core.files import raise_write_error, temporary_path
 from unmix.core.interfaces import (
     Exporter,
     ExportOptions,
+    Runtime,
     SeparationModel,
     SongInput,
     SongWriter,
@@ -93,6 +94,8 @@ class ModelFiles:
     loaded: LoadedConfiguration
     checkpoint: Path
     input_shape: tuple[int, ...] | None = None
+    runtime: Runtime | None = None
+    """Set for an exported model file, which its runtime loads instead of a backend building the network."""
 
     @property
     def settings(self) -> Configuration:
@@ -119,6 +122,24 @@ def weights_model_files(weights: str | Path, configuration: str | Path) -> Model
     return ModelFiles(load_configuration(configuration), weights)
 
 
+def model_file_model_files(model_file: str | Path) -> ModelFiles:
+    """An exported model file (`unmix export`) and the configuration it carries, for the runtime
+    that a plugin registers for its suffix (`unmix-onnx` for .onnx)."""
+    path = Path(model_file)
+    if not path.is_file():
+        what = "is a folder (give a run folder with --run-folder)" if path.is_dir() else "does not exist"
+        raise UnmixError(f"model file '{path}' {what}; give a file written by `unmix export`")
+    runtimes = [registration.thing for registration in plugin_manager().registry("runtimes")]
+    runtime = next((runtime for runtime in runtimes if getattr(runtime, "suffix", None) == path.suffix), None)
+    if runtime is None:
+        known = ", ".join(sorted(str(getattr(runtime, "suffix", "?")) for runtime in runtimes)) or "none"
+        hint = "pip install unmix-onnx" if path.suffix == ".onnx" else "export the run with `unmix export`"
+        raise UnmixError(f"model file '{path}': no installed runtime reads {path.suffix or 'suffix-less'} files "
+                         f"(installed runtimes read: {known}); {hint}")
+    loaded = configuration_from_data(dict(runtime.read_configuration(path)), path)
+    return ModelFiles(loaded, path, runtime=runtime)
+
+
 def engine_from_run(run_folder: str | Path, batch_size: int | None = None) -> Engine:
     """The engine of a run folder, with its best checkpoint."""
     return load_engine(run_model_files(open_run_folder(run_folder)), batch_size)
@@ -129,10 +150,18 @@ def engine_from_weights(weights: str | Path, configuration: str | Path, batch_si
     return load_engine(weights_model_files(weights, configuration), batch_size)
 
 
+def engine_from_model_file(model_file: str | Path, batch_size: int | None = None) -> Engine:
+    """An engine from an exported model file, run by the runtime registered for its suffix."""
+    return load_engine(model_file_model_files(model_file), batch_size)
+
+
 def load_engine(files: ModelFiles, batch_size: int | None = None) -> Engine:
     """Build the network and load its checkpoint; `batch_size` None uses prediction.batch_size."""
     settings = files.settings
     transform = create_transform(settings)
+    if files.runtime is not None:
+        return Engine(model=files.runtime.load(files.checkpoint, settings), transform=transform, settings=settings,
+                      batch_size=batch_size or settings.prediction.batch_size)
     bins = settings.spectrogram_generation.fft_length // 2 + 1
     shape = files.input_shape or transform.input_shape(bins, settings.channels)
     model = build_model(files.loaded, shape)

@@ -1,0 +1,168 @@
+"""`unmix export` and the onnxruntime runtime: every shipped model kind, exported from a real tiny run, separates
+as its framework does (the network's output within 1e-4, the stems of a song within -60 dB), and every wrong
+file or option is one line.
+
+Each model trains one epoch on a tiny stereo collection (stereo: the RoFormers' graphs take the two
+channels interleaved bin by bin, which the runtime's STFT must reproduce).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from tests.bad_inputs.catalogue import assert_clean_failure, snapshot
+from tests.helpers import run_unmix
+from unmix.core.api import create_engine, separate
+from unmix.core.errors import ModelError
+from unmix.core.training.driver import train
+from unmix.onnx import metadata
+from unmix.onnx.export import export_run
+from unmix.testing import tiny_configuration, write_tiny_collection
+
+pytestmark = pytest.mark.slow
+torch.set_num_threads(1)
+
+HOURGLASS = {"stacks": 2, "hg_module": {"filters": 8}, "hg_module_end": {"filters": 8},
+             "initial_convolutions": {"filters": [8, 8, 8, 8, 8]}}
+BAND_HOURGLASS = {"stacks": 2, "filters": 8, "bands": 32}
+ROFORMER = {"dim": 16, "depth": 1, "heads": 2, "dim_head": 8, "stft_n_fft": 256, "stft_hop_length": 64}
+WAVEFORM = {"transformation": {"name": "waveform", "options": {"size": 4000, "step": 2000, "normalizer": ""}},
+            "training": {"loss_function": "multi_resolution_stft", "metrics": []}}
+MODELS = {
+    "torch:hourglass": ("torch", "hourglass", HOURGLASS, {}),
+    "torch:band-hourglass": ("torch", "band-hourglass", BAND_HOURGLASS, {}),
+    "tensorflow:hourglass": ("tensorflow", "hourglass", HOURGLASS, {}),
+    "tensorflow:band-hourglass": ("tensorflow", "band-hourglass", BAND_HOURGLASS, {}),
+    "torch:bs-roformer": ("torch", "bs-roformer", {**ROFORMER, "freqs_per_bands": [1] * 16 + [4] * 8 + [81]}, WAVEFORM),
+    "torch:mel-roformer": ("torch", "mel-roformer", {**ROFORMER, "num_bands": 12, "sample_rate": 8000}, WAVEFORM),
+}
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_collection(tmp_path_factory.mktemp("songs"), songs=4, stereo=True)
+
+
+def trained_run(folder: Path, collection: Path, model: str) -> Path:
+    backend, name, options, overrides = MODELS[model]
+    configuration = tiny_configuration(folder, collection, backend=backend, model=name, options=options, epochs=1,
+                                       **overrides)
+    return train(configuration, working_directory=folder).path
+
+
+def level_db(difference: np.ndarray, reference: np.ndarray) -> float:
+    """The energy of `difference` against `reference`'s, in dB."""
+    return float(10 * np.log10(np.sum(difference**2) / np.sum(reference**2)))
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_an_exported_model_separates_as_its_framework_does(tmp_path, collection, model):
+    run = trained_run(tmp_path, collection, model)
+    exported = export_run(run)
+    assert exported.path == run / "export" / f"{run.name}.onnx"
+    assert exported.largest_difference < 1e-4
+
+    framework, onnx = create_engine(run), create_engine(exported.path)
+    assert onnx.model.backend == "onnxruntime" and onnx.target == framework.target == "vocals"
+    assert onnx.model.trainable_parameters() == framework.model.trainable_parameters()
+    mix = soundfile.read(next(collection.glob("song00/vocals_*.wav")), dtype="float32")[0].T
+    mix = mix + soundfile.read(next(collection.glob("song00/rest_*.wav")), dtype="float32")[0].T
+    framework_target, _ = separate(framework, mix, 8000)
+    onnx_target, onnx_rest = separate(onnx, mix, 8000)
+    assert onnx_target.shape == mix.shape
+    np.testing.assert_allclose(onnx_target + onnx_rest, mix, atol=1e-6)
+    assert level_db(onnx_target - framework_target, framework_target) < -60
+
+    found = onnx.model.metadata
+    assert found[metadata.MODEL] == model and found[metadata.TARGET] == "vocals"
+    assert found[metadata.SAMPLE_RATE] == "8000" and found[metadata.CHANNELS] == "2"
+    assert found[metadata.KIND] == ("waveform" if "roformer" in model else "spectrogram")
+    graph = json.loads(found[metadata.GRAPH])
+    if "roformer" in model:
+        assert graph == {"graph": "masked_spectrogram", "stft": {"n_fft": 256, "hop_length": 64, "win_length": 256,
+                                                                "normalized": False, "zero_dc": True}}
+    else:
+        assert graph == {"graph": "predict"}
+    assert json.loads(found[metadata.CONFIGURATION])["training"]["model"]["name"] == MODELS[model][1]
+
+
+def test_an_exported_model_only_separates(tmp_path, collection):
+    run = trained_run(tmp_path, collection, "torch:band-hourglass")
+    engine = create_engine(export_run(run).path)
+    with pytest.raises(ModelError, match="only separates; train with the run folder"):
+        engine.model.train_epoch([], 1, lambda step, metrics: None)
+
+
+@pytest.fixture(scope="module")
+def band_run(tmp_path_factory, collection) -> Path:
+    return trained_run(tmp_path_factory.mktemp("band"), collection, "torch:band-hourglass")
+
+
+def test_unmix_export_then_unmix_predict_model(tmp_path, collection, band_run):
+    output = tmp_path / "models" / "band.onnx"
+    exported = run_unmix("export", "--run-folder", str(band_run), "--output", str(output), timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    assert f"to {output}" in exported.stdout and "onnxruntime matches the framework within" in exported.stdout
+
+    song = tmp_path / "mix.wav"
+    mix = sum(soundfile.read(next(collection.glob(f"song01/{stem}_*.wav")))[0] for stem in ("vocals", "rest"))
+    soundfile.write(song, mix, 8000, subtype="FLOAT")
+    for flag, value, folder in (("--model", output, "onnx"), ("--run-folder", band_run, "framework")):
+        separated = run_unmix("predict", flag, str(value), "--song", str(song), "--output", str(tmp_path / folder),
+                              "--bit-depth", "float", timeout=300)
+        assert separated.returncode == 0, separated.stderr
+    onnx_vocals, rate = soundfile.read(tmp_path / "onnx" / "mix_vocals.wav")
+    framework_vocals, _ = soundfile.read(tmp_path / "framework" / "mix_vocals.wav")
+    assert rate == 8000 and onnx_vocals.shape == mix.shape
+    assert level_db(onnx_vocals - framework_vocals, framework_vocals) < -60
+
+
+def test_export_refuses_to_overwrite_and_names_the_suffix(tmp_path, band_run):
+    output = tmp_path / "band.onnx"
+    output.write_bytes(b"an earlier export")
+    before = snapshot(tmp_path)
+    assert_clean_failure(run_unmix("export", "--run-folder", str(band_run), "--output", str(output)),
+                         str(output), "already exists", "--overwrite")
+    assert_clean_failure(run_unmix("export", "--run-folder", str(band_run), "--output", str(tmp_path / "band.pt")),
+                         "must end in .onnx")
+    assert_clean_failure(run_unmix("export", "--run-folder", str(tmp_path / "no-run")), "no-run")
+    assert snapshot(tmp_path) == before
+
+
+def foreign_onnx_model(path: Path) -> Path:
+    """A valid ONNX graph (identity) that unmix did not write: no unmix metadata."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    tensor = helper.make_tensor_value_info
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                              [tensor("x", TensorProto.FLOAT, [1])], [tensor("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+@pytest.mark.parametrize(("make_file", "fragments"), [
+    (lambda folder: folder / "missing.onnx", ["missing.onnx", "does not exist", "unmix export"]),
+    (lambda folder: folder, ["is a folder", "--run-folder"]),
+    (lambda folder: write_text(folder / "notes.onnx", "not a graph"), ["notes.onnx", "not an ONNX model"]),
+    (lambda folder: foreign_onnx_model(folder / "identity.onnx"), ["identity.onnx", "unmix did not export"]),
+    (lambda folder: write_text(folder / "weights.pt", "x"), ["weights.pt", "no installed runtime reads .pt"]),
+])
+def test_predict_model_refuses_what_is_not_an_exported_model(tmp_path, make_file, fragments):
+    song = tmp_path / "song.wav"
+    soundfile.write(song, np.zeros(8000, dtype=np.float32), 8000)
+    model = make_file(tmp_path)
+    assert_clean_failure(run_unmix("predict", "--model", str(model), "--song", str(song), "--output",
+                                   str(tmp_path / "out")), *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
