@@ -82,7 +82,8 @@ MSST_REFERENCE = ["bs-roformer==0.3.10", "rotary-embedding-torch==0.9.1", "libro
 def tests(session: nox.Session) -> None:
     """The whole test suite; `nox -s tests -- -m "not slow"` is the fast subset (about two minutes)."""
     install_unmix(session, "pytest", "pytest-timeout", *MSST_REFERENCE)
-    session.run("pytest", "tests", *session.posargs)
+    # The slowest tests are listed at the end, so what makes the suite long stays visible.
+    session.run("pytest", "--durations=25", "tests", *session.posargs)
 
 
 @nox.session(python="3.11")

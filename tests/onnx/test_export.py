@@ -9,6 +9,7 @@ channels interleaved bin by bin, which the runtime's STFT must reproduce).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -92,16 +93,15 @@ def test_an_exported_model_separates_as_its_framework_does(tmp_path, collection,
     assert json.loads(found[metadata.CONFIGURATION])["training"]["model"]["name"] == MODELS[model][1]
 
 
-def test_an_exported_model_only_separates(tmp_path, collection):
-    run = trained_run(tmp_path, collection, "torch:band-hourglass")
-    engine = create_engine(export_run(run).path)
-    with pytest.raises(ModelError, match="only separates; train with the run folder"):
-        engine.model.train_epoch([], 1, lambda step, metrics: None)
-
-
 @pytest.fixture(scope="module")
 def band_run(tmp_path_factory, collection) -> Path:
     return trained_run(tmp_path_factory.mktemp("band"), collection, "torch:band-hourglass")
+
+
+def test_an_exported_model_only_separates(tmp_path, band_run):
+    engine = create_engine(export_run(band_run, tmp_path / "band.onnx").path)
+    with pytest.raises(ModelError, match="only separates; train with the run folder"):
+        engine.model.train_epoch([], 1, lambda step, metrics: None)
 
 
 def test_unmix_export_then_unmix_predict_model(tmp_path, collection, band_run):
@@ -113,8 +113,9 @@ def test_unmix_export_then_unmix_predict_model(tmp_path, collection, band_run):
     song = tmp_path / "mix.wav"
     mix = sum(soundfile.read(next(collection.glob(f"song01/{stem}_*.wav")))[0] for stem in ("vocals", "rest"))
     soundfile.write(song, mix, 8000, subtype="FLOAT")
-    for flag, value, folder in (("--model", output, "onnx"), ("--run-folder", band_run, "framework")):
-        separated = run_unmix("predict", flag, str(value), "--song", str(song), "--output", str(tmp_path / folder),
+    for model, folder in ((["--model", str(output)], "onnx"),
+                          (["--run-folder", str(band_run), "--engine", "framework"], "framework")):
+        separated = run_unmix("predict", *model, "--song", str(song), "--output", str(tmp_path / folder),
                               "--bit-depth", "float", timeout=300)
         assert separated.returncode == 0, separated.stderr
     onnx_vocals, rate = soundfile.read(tmp_path / "onnx" / "mix_vocals.wav")
@@ -166,3 +167,30 @@ def test_predict_model_refuses_what_is_not_an_exported_model(tmp_path, make_file
 def write_text(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_predict_run_folder_prefers_a_current_export(tmp_path, band_run):
+    song = tmp_path / "song.wav"
+    soundfile.write(song, np.random.default_rng(1).uniform(-0.3, 0.3, (8000, 2)), 8000)
+
+    def predict(*options: str):
+        return run_unmix("predict", "--run-folder", str(band_run), "--song", str(song), "--output",
+                         str(tmp_path / "out"), "--overwrite", *options, timeout=300)
+
+    exported = export_run(band_run, overwrite=True).path
+    assert exported == band_run / "export" / f"{band_run.name}.onnx"
+    chosen = predict()
+    assert chosen.returncode == 0 and f"separating with the run's export {exported}" in chosen.stderr
+    framework = predict("--engine", "framework")
+    assert framework.returncode == 0 and "separating with the run's export" not in framework.stderr
+
+    best = band_run / "weights" / "best.pt"
+    later = exported.stat().st_mtime + 60
+    os.utime(best, (later, later))
+    stale = predict()
+    assert stale.returncode == 0 and "separating with the run's export" not in stale.stderr
+    assert "older than its best checkpoint" in stale.stderr and "--overwrite" in stale.stderr
+    assert_clean_failure(predict("--engine", "exported"), "no current export", "unmix export --run-folder")
+    assert_clean_failure(run_unmix("predict", "--model", str(exported), "--song", str(song), "--engine", "exported"),
+                         "--engine chooses how a --run-folder separates")
+    exported.unlink()

@@ -13,7 +13,8 @@ from unmix.core.errors import UnmixError
 
 if TYPE_CHECKING:
     from unmix.core.interfaces import Exporter, ExportOptions, SongInput
-    from unmix.core.separation.prediction import Engine
+    from unmix.core.runs import RunFolder
+    from unmix.core.separation.prediction import Engine, ModelFiles
 
 
 @click.command()
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 @click.option("--configuration", type=click.Path(), help="The configuration the --weights were trained with.")
 @click.option("--model", "model_file", type=click.Path(),
               help="A model file made by `unmix export` (.onnx: needs unmix-onnx, not the training framework).")
+@click.option("--engine", type=click.Choice(["auto", "framework", "exported"]), default="auto", show_default=True,
+              help="With --run-folder: 'exported' separates with the run's `unmix export` file (RUN/export/, on "
+                   "onnxruntime: faster on a CPU), 'framework' with TensorFlow or PyTorch, 'auto' with the export when "
+                   "an installed runtime reads it and it is newer than the best checkpoint, else the framework.")
 @click.option("--song", help="One audio file, or any URI a source plugin understands (see `unmix plugins`).")
 @click.option("--songs", type=click.Path(), help="A folder of audio files (searched recursively).")
 @click.option("--youtube", help="A YouTube link; the audio is downloaded to a temporary folder first.")
@@ -47,7 +52,7 @@ if TYPE_CHECKING:
                    "overwritten, even with --overwrite; files inside an --output folder that lies within --songs "
                    "are never taken as songs.")
 def predict(run_folder: str | None, weights: str | None, configuration: str | None, model_file: str | None,
-            song: str | None,
+            engine: str, song: str | None,
             songs: str | None, youtube: str | None, output: str | None, format_name: str | None,
             filename: str | None, batch_size: int | None, bit_depth: str | None, peak: str | None,
             overwrite: bool) -> None:
@@ -65,7 +70,6 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
         model_file_model_files,
         plan_outputs,
         prediction_output_folder,
-        run_model_files,
         weights_model_files,
         writes_per_song,
     )
@@ -80,8 +84,10 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
     source_name, uri = inputs[0]
 
     run = open_run_folder(run_folder) if run_folder is not None else None
+    if engine != "auto" and run is None:
+        raise click.UsageError("--engine chooses how a --run-folder separates; leave it out with --weights or --model")
     if run is not None:
-        model_files = run_model_files(run)
+        model_files = _run_engine_files(run, engine)
     elif model_file is not None:
         model_files = model_file_model_files(model_file)
     else:
@@ -100,6 +106,22 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
                              exporter.extension, overwrite, per_song)
         engine = load_engine(model_files, batch_size)
         _separate_songs(engine, song_inputs, plans, exporter, options, folder)
+
+
+def _run_engine_files(run: RunFolder, engine: str) -> ModelFiles:
+    """The run's checkpoint, or its current export (`--engine`); the choice is said on stderr."""
+    from unmix.core.separation.prediction import current_export, model_file_model_files, run_model_files
+
+    files = run_model_files(run)
+    exported = current_export(run, files) if engine != "framework" else None
+    if exported is None:
+        if engine == "exported":
+            raise UnmixError(f"run '{run.path}' has no current export that an installed runtime reads; write one with "
+                             f"`unmix export --run-folder {run.path}` (and pip install unmix-onnx)")
+        return files
+    click.echo(f"separating with the run's export {exported} (--engine framework uses "
+               f"{files.settings.training.backend})", err=True)
+    return model_file_model_files(exported)
 
 
 def _readable_songs(source_name: str, uri: str, temporary: Path, output: Path) -> list[SongInput]:

@@ -71,6 +71,11 @@ class RunFolder:
     def state_file(self) -> Path:
         return self.path / "state.json"
 
+    def exported_model(self, suffix: str) -> Path:
+        """Where `unmix export` writes the run's model file of a format by default (".onnx"), and where
+        `unmix predict` looks for one to use instead of the training framework."""
+        return self.path / "export" / f"{self.name}{suffix}"
+
     def file(self, name: str) -> Path:
         return self.path / name
 

@@ -40,14 +40,10 @@ class Exported:
     """Largest absolute difference of the outputs, over the framework output's largest magnitude."""
 
 
-def default_output(run_folder: Path, run_name: str) -> Path:
-    return run_folder / "export" / f"{run_name}.onnx"
-
-
 def export_run(run_folder: str | Path, output: str | Path | None = None, *, overwrite: bool = False) -> Exported:
     """Write `run_folder`'s best checkpoint as an ONNX file (default: RUN/export/<run name>.onnx)."""
     run = open_run_folder(run_folder)
-    target = Path(output) if output is not None else default_output(run.path, run.name)
+    target = Path(output) if output is not None else run.exported_model(".onnx")
     _check_output(target, overwrite)
     files = run_model_files(run)
     engine = load_engine(files)
@@ -122,7 +118,9 @@ def largest_difference(engine: Engine, exported: Path) -> float:
 @click.option("--run-folder", required=True, type=click.Path(), help="A run folder made by `unmix train`.")
 @click.option("--format", "format_name", type=click.Choice(FORMATS), default="onnx", show_default=True,
               help="The file format.")
-@click.option("--output", type=click.Path(), help="The file to write [default: RUN/export/<run name>.onnx].")
+@click.option("--output", type=click.Path(),
+              help="The file to write [default: RUN/export/<run name>.onnx, which `unmix predict --run-folder RUN` "
+                   "then uses].")
 @click.option("--overwrite", is_flag=True, help="Replace the output file if it exists.")
 def export_command(run_folder: str, format_name: str, output: str | None, overwrite: bool) -> None:
     """Write a run's best checkpoint as one file that separates on onnxruntime alone.
@@ -135,3 +133,6 @@ def export_command(run_folder: str, format_name: str, output: str | None, overwr
     click.echo(f"exported {exported.model} ({exported.graph} graph) to {exported.path} ({size:.1f} MB); "
                f"onnxruntime matches the framework within {exported.largest_difference:.1e} of its output's peak "
                "on random inputs")
+    if output is None:
+        click.echo(f"`unmix predict --run-folder {run_folder}` now separates with it (faster on a CPU than the "
+                   "framework); --engine framework uses the framework")

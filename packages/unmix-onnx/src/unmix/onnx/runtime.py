@@ -2,13 +2,15 @@
 
 Core finds it by the file's suffix (`unmix.core.Runtime`), reads the configuration the file carries
 (`metadata.CONFIGURATION`) and builds its ordinary engine around `OnnxModel`, so streaming, resampling,
-stem writers and `--peak` work exactly as with the framework. onnxruntime picks its threads (one per
-physical core) and the execution providers its build has (CUDA, CoreML, DirectML before the CPU).
+stem writers and `--peak` work exactly as with the framework. Threads: OMP_NUM_THREADS when set (as
+for PyTorch and TensorFlow), else onnxruntime's one per physical core; the session uses the execution
+providers its onnxruntime build has (CUDA, CoreML, DirectML before the CPU).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,11 +41,24 @@ def open_session(path: Path) -> Any:
     """An inference session on the providers this onnxruntime build has; a file it cannot read is one line."""
     import onnxruntime
 
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = session_threads()
+    # Memory patterns are planned per input shape, and the engine's last batch of a song is smaller than
+    # the rest: with them a small RoFormer's `unmix predict` peaked at 1.8 GB, without them at 1.1 GB
+    # (PyTorch: 0.7 GB), at about the same speed (benchmarks/bench_runtimes.py).
+    options.enable_mem_pattern = False
     try:
-        return onnxruntime.InferenceSession(str(path), providers=onnxruntime.get_available_providers())
+        return onnxruntime.InferenceSession(str(path), options, providers=onnxruntime.get_available_providers())
     except Exception as error:  # onnxruntime raises its own exception types for unreadable graphs
         raise UnmixError(f"model file '{path}' is not an ONNX model onnxruntime can read ({first_line(error)}); "
                          "write one with `unmix export --run-folder RUN --format onnx`") from None
+
+
+def session_threads() -> int:
+    """OMP_NUM_THREADS when it is set to a number, as PyTorch and TensorFlow read it, so one setting governs
+    every engine; else 0, onnxruntime's default of one thread per physical core."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else 0
 
 
 def read_metadata(path: Path, session: Any) -> dict[str, str]:

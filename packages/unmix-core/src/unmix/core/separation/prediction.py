@@ -140,6 +140,22 @@ def model_file_model_files(model_file: str | Path) -> ModelFiles:
     return ModelFiles(loaded, path, runtime=runtime)
 
 
+def current_export(run: RunFolder, files: ModelFiles) -> Path | None:
+    """The run's exported model file (`RunFolder.exported_model`) that an installed runtime reads and that
+    is at least as new as the checkpoint it came from: `unmix predict` prefers it, since onnxruntime
+    separates faster than either framework on a CPU (docs/models.md). A stale one is warned about."""
+    for registration in plugin_manager().registry("runtimes"):
+        suffix = getattr(registration.thing, "suffix", None)
+        exported = run.exported_model(suffix) if suffix else None
+        if exported is None or not exported.is_file():
+            continue
+        if exported.stat().st_mtime >= files.checkpoint.stat().st_mtime:
+            return exported
+        log.warning("run '%s': its export %s is older than its best checkpoint, so the framework separates; "
+                    "refresh it with `unmix export --run-folder %s --overwrite`", run.path, exported.name, run.path)
+    return None
+
+
 def engine_from_run(run_folder: str | Path, batch_size: int | None = None) -> Engine:
     """The engine of a run folder, with its best checkpoint."""
     return load_engine(run_model_files(open_run_folder(run_folder)), batch_size)
