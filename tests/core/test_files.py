@@ -70,6 +70,17 @@ def test_stale_temporaries_of_ended_processes_go_and_live_ones_stay(tmp_path: Pa
     assert sorted(tmp_path.iterdir()) == sorted([live, mine, foreign])
 
 
+def test_a_staged_folder_of_a_killed_process_goes_too(tmp_path: Path) -> None:
+    """`unmix import msst` stages a whole run folder under a temporary name; kill -9 leaves it behind."""
+    staged = tmp_path / f".imported-run.{dead_pid()}.0123abcd{TEMPORARY_MARK}"
+    (staged / "weights").mkdir(parents=True)
+    (staged / "weights" / "best.pt").write_bytes(b"x" * 1000)
+    live = tmp_path / f".other-run.{os.getppid()}.0123abcd{TEMPORARY_MARK}"
+    live.mkdir()
+    assert remove_stale_temporaries(tmp_path) == [staged]
+    assert sorted(tmp_path.iterdir()) == [live]
+
+
 def test_a_new_writer_removes_what_a_killed_one_left(tmp_path: Path) -> None:
     stale = tmp_path / f".song_vocals.wav.{dead_pid()}.0123abcd{TEMPORARY_MARK}"
     stale.write_bytes(b"x" * 1000)

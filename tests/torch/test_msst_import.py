@@ -337,3 +337,13 @@ def test_missing_files_a_yaml_without_model_and_an_existing_output_are_refused(t
                        "--output", str(existing), env=ENVIRONMENT, timeout=60)
     assert_one_line_error(result, str(existing), "already exists")
     assert list(existing.iterdir()) == []
+
+
+@pytest.mark.parametrize(("written", "window"), [({}, 2048), ({"stft_win_length": 4096}, 4096)])
+def test_a_yaml_without_a_window_gets_msst_default_window_not_n_fft(written, window):
+    from unmix.torch.msst import unmix_configuration
+
+    section = {"dim": 8, "depth": 1, "stft_n_fft": 4096, **written}
+    msst = {"model": section, "audio": {"chunk_size": 44100}}
+    source, _ = unmix_configuration(msst, section, Path("vocals.yaml"), "bs_roformer", "vocals")
+    assert source["training"]["model"]["options"]["stft_win_length"] == window

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -79,7 +80,8 @@ def temporary_path(path: Path, suffix: str = "") -> Path:
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Remove the temporaries that killed unmix processes left in `folder`; those of live ones stay."""
+    """Remove the temporaries (files, or folders staged whole) that killed unmix processes left in `folder`;
+    those of live ones stay."""
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -90,7 +92,10 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
         if match is None or _process_exists(int(match["pid"])):
             continue
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
             removed.append(Path(entry.path))
     return removed
 

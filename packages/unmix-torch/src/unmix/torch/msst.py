@@ -58,8 +58,9 @@ MODELS = {"bs_roformer": "bs-roformer", "mel_band_roformer": "mel-roformer"}
 TELLING_KEYS = {"freqs_per_bands": "bs_roformer", "num_bands": "mel_band_roformer"}
 """The `model:` key that only one of the two networks has, and so tells which network a YAML describes."""
 
-MSST_DEFAULTS = {"time_transformer_depth": 2, "freq_transformer_depth": 2}
-"""MSST constructor defaults that differ from unmix's, for a YAML that leaves these keys out."""
+MSST_DEFAULTS = {"time_transformer_depth": 2, "freq_transformer_depth": 2, "stft_win_length": 2048}
+"""MSST constructor defaults that differ from unmix's, for a YAML that leaves these keys out (unmix's window
+defaults to stft_n_fft, MSST's to 2048 whatever the n_fft: a 4096-point YAML without a window uses 2048)."""
 
 REQUIRED = ("dim", "depth")
 """Keys MSST's constructors have no default for."""
@@ -473,11 +474,13 @@ def load_into(network: torch.nn.Module, weights: Mapping[str, torch.Tensor], che
 
 
 def _staging_folder(output: Path) -> Path:
-    """A hidden folder beside `output`, renamed onto it when complete: no half-made run folder is ever seen."""
-    from unmix.core.files import raise_write_error, temporary_path
+    """A hidden folder beside `output`, renamed onto it when complete: no half-made run folder is ever seen.
+    Those of imports that were killed outright (kill -9, a power cut) are removed first."""
+    from unmix.core.files import raise_write_error, remove_stale_temporaries, temporary_path
 
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(output.parent)
         staging = temporary_path(output)
         staging.mkdir()
     except OSError as error:
