@@ -11,19 +11,17 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import click
-import numpy as np
 
 from unmix.core import __version__ as unmix_version
 from unmix.core.errors import UnmixError
-from unmix.core.files import atomic_path
-from unmix.core.interfaces import ExportableModel
-from unmix.core.runs import open_run_folder
-from unmix.core.separation.prediction import Engine, load_engine, run_model_files
 from unmix.onnx import metadata
-from unmix.onnx.runtime import OnnxModel, open_session, read_metadata
+
+if TYPE_CHECKING:
+    from unmix.core.separation.prediction import Engine
 
 FORMATS = ("onnx",)
 _CHECK_BATCH = 2
@@ -42,6 +40,11 @@ class Exported:
 
 def export_run(run_folder: str | Path, output: str | Path | None = None, *, overwrite: bool = False) -> Exported:
     """Write `run_folder`'s best checkpoint as an ONNX file (default: RUN/export/<run name>.onnx)."""
+    # Imported here: the plugin registers this module's command for every `unmix` call, --help included.
+    from unmix.core.interfaces import ExportableModel
+    from unmix.core.runs import open_run_folder
+    from unmix.core.separation.prediction import load_engine, run_model_files
+
     run = open_run_folder(run_folder)
     target = Path(output) if output is not None else run.exported_model(".onnx")
     _check_output(target, overwrite)
@@ -86,6 +89,8 @@ def _check_output(target: Path, overwrite: bool) -> None:
 
 
 def _write_with_metadata(graph_file: Path, target: Path, properties: dict[str, str]) -> None:
+    from unmix.core.files import atomic_path
+
     try:
         import onnx
     except ImportError:
@@ -103,6 +108,10 @@ def _write_with_metadata(graph_file: Path, target: Path, properties: dict[str, s
 
 def largest_difference(engine: Engine, exported: Path) -> float:
     """Framework against onnxruntime on the same random inputs of the model's shape."""
+    import numpy as np
+
+    from unmix.onnx.runtime import OnnxModel, open_session, read_metadata
+
     session = open_session(exported)
     onnx_model = OnnxModel(exported, session, read_metadata(exported, session))
     rng = np.random.default_rng(0)
