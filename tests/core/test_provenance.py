@@ -89,7 +89,7 @@ def test_the_hook_specification_has_a_version():
 def test_plugins_json_shows_the_hooks_version(trained):
     _, environment = trained
     listing = json.loads(run_unmix("plugins", "--json", env=environment).stdout)
-    assert listing["hooks_version"] == "1.0"
+    assert listing["hooks_version"] == "1.1"
 
 
 @pytest.mark.slow
