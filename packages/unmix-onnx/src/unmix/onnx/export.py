@@ -97,10 +97,9 @@ def _write_with_metadata(graph_file: Path, target: Path, properties: dict[str, s
         raise UnmixError("unmix export needs the onnx package to write the file's metadata: "
                          "pip install 'unmix-onnx[export]'") from None
     proto = onnx.load(str(graph_file))
-    kept = [entry for entry in proto.metadata_props if not entry.key.startswith(metadata.PREFIX)]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    onnx.helper.set_model_props(proto, {**{entry.key: entry.value for entry in kept}, **properties})
+    # set_model_props replaces every entry: the exporter's own are kept, earlier unmix ones are not.
+    kept = {entry.key: entry.value for entry in proto.metadata_props if not entry.key.startswith(metadata.PREFIX)}
+    onnx.helper.set_model_props(proto, {**kept, **properties})
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as temporary:
         onnx.save(proto, str(temporary))
@@ -110,10 +109,9 @@ def largest_difference(engine: Engine, exported: Path) -> float:
     """Framework against onnxruntime on the same random inputs of the model's shape."""
     import numpy as np
 
-    from unmix.onnx.runtime import OnnxModel, open_session, read_metadata
+    from unmix.onnx.runtime import OnnxRuntime
 
-    session = open_session(exported)
-    onnx_model = OnnxModel(exported, session, read_metadata(exported, session))
+    onnx_model = OnnxRuntime().load(exported, engine.settings)
     rng = np.random.default_rng(0)
     shape = (_CHECK_BATCH, *onnx_model.input_shape)
     inputs = (rng.uniform(-0.5, 0.5, shape) if engine.transform.kind == "waveform" else rng.uniform(0, 1, shape))
