@@ -133,7 +133,7 @@ def export_command(run_folder: str, format_name: str, output: str | None, overwr
     """Write a run's best checkpoint as one file that separates on onnxruntime alone.
 
     The file carries the run's configuration, so `unmix predict --model FILE` needs nothing else,
-    and no TensorFlow or PyTorch: `pip install unmix-cli unmix-sources unmix-onnx`.
+    and no TensorFlow or PyTorch: unmix-core, unmix-cli, unmix-sources and unmix-onnx (README, Packages).
     """
     exported = export_run(run_folder, output, overwrite=overwrite)
     size = exported.path.stat().st_size / 1e6
