@@ -34,6 +34,11 @@ PACKAGES = [
     "-e", "packages/unmix-onnx[export]",
 ]
 CONSTRAINTS = ["-c", "constraints.txt"]
+# `unmix catalogue` on Ray: the tests and the benchmarks need it, the demo does not (Ray is a large install).
+RAY = ["-e", "packages/unmix-ray"]
+# `unmix serve`, and what its tests drive it with: starlette's test client (httpx2) and Selenium, which drives
+# Debian's chromium through /usr/bin/chromedriver (.ci/run installs both from apt).
+SERVE = ["-e", "packages/unmix-serve", "httpx2>=2.0", "selenium>=4.11"]
 
 
 def install_unmix(session: nox.Session, *extra: str) -> None:
@@ -81,7 +86,7 @@ MSST_REFERENCE = ["bs-roformer==0.3.10", "rotary-embedding-torch==0.9.1", "libro
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """The whole test suite; `nox -s tests -- -m "not slow"` is the fast subset (about two minutes)."""
-    install_unmix(session, "pytest", "pytest-timeout", *MSST_REFERENCE)
+    install_unmix(session, *RAY, *SERVE, "pytest", "pytest-timeout", *MSST_REFERENCE)
     # The slowest tests are listed at the end, so what makes the suite long stays visible.
     session.run("pytest", "--durations=25", "tests", *session.posargs)
 
@@ -99,7 +104,7 @@ OPEN_UNMIX = "openunmix==1.3.0"
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    install_unmix(session)
+    install_unmix(session, *RAY)
     session.install("--no-deps", OPEN_UNMIX)
     session.run("python", "benchmarks/run_all.py", *session.posargs)
 

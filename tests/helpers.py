@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,13 @@ def unmix_executable() -> str:
     if not candidate.exists():
         pytest.fail(f"the unmix command is not installed next to {sys.executable}; install packages/unmix-cli")
     return str(candidate)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def clean_environment(**extra: str) -> dict[str, str]:

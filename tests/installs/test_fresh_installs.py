@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,8 @@ WITH_SOURCES = (*CORE_CLI, "packages/unmix-sources")
 TF_CPU = "packages/unmix-tf[cpu]"
 TORCH = "packages/unmix-torch"
 ONNX = "packages/unmix-onnx"
+RAY = "packages/unmix-ray"
+SERVE = "packages/unmix-serve"
 WITHOUT_EXTRA = {TF_CPU: "packages/unmix-tf"}
 INSTALL_SECONDS = 900
 UNMIX_SECONDS = 300
@@ -223,6 +226,44 @@ def test_onnx_runtime_separates_without_a_framework(tmp_path_factory, with_torch
                                        str(install.folder / "again.onnx")), "unmix-torch")
 
 
+def test_a_catalogue_on_ray_separates_with_an_export_alone(tmp_path_factory, with_torch, torch_run):
+    """What a cluster worker needs: unmix-ray and unmix-onnx, no framework; here on a local Ray."""
+    install = fresh_install(tmp_path_factory, "ray", documented_install(*WITH_SOURCES, ONNX, RAY))
+    assert_help_and_plugins(install, {"core", "sources", "onnx", "ray"})
+    model = install.folder / "band-hourglass.onnx"
+    assert_ok(run_unmix("export", "--run-folder", str(torch_run), "--output", str(model), timeout=UNMIX_SECONDS))
+    songs = with_torch.folder / "collection" / "song01"
+    output = install.folder / "catalogue"
+    assert_ok(install.unmix("catalogue", str(songs), "--model", str(model), "--output", str(output), "--ray", "local",
+                            "--workers", "1"))
+    assert sorted(path.name for path in output.glob("*.wav")) == [
+        "rest_song01_rest.wav", "rest_song01_vocals.wav", "vocals_song01_rest.wav", "vocals_song01_vocals.wav"]
+    python = install.folder / "venv" / "bin" / "python"
+    imported = subprocess.run([str(python), "-c", "import torch"], capture_output=True, env=install.environment)
+    assert imported.returncode != 0, "torch is installed by the README line for unmix-ray"
+
+
+def test_the_web_app_serves_its_pages_and_api(tmp_path_factory):
+    install = fresh_install(tmp_path_factory, "serve", documented_install(*WITH_SOURCES, SERVE))
+    assert_help_and_plugins(install, {"core", "sources", "serve"})
+    runs = install.folder / "runs"
+    runs.mkdir()
+    command = [str(install.folder / "venv" / "bin" / "unmix"), "serve", "--runs", str(runs), "--jobs",
+               str(install.folder / "jobs"), "--port", "0"]
+    server = subprocess.Popen(command, cwd=install.folder, env=install.environment, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        address = re.search(r"http://127\.0\.0\.1:\d+/", server.stdout.readline())
+        assert address, server.stderr.read() if server.poll() is not None else "no address printed"
+        with urllib.request.urlopen(address.group(0) + "api/runs", timeout=30) as response:
+            assert json.load(response) == {"runs": []}
+        with urllib.request.urlopen(address.group(0), timeout=30) as response:
+            assert "<html" in response.read().decode().lower()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def test_tensorflow_backend_without_its_extra_names_the_extra(tmp_path_factory):
     """unmix-tf alone installs Keras without TensorFlow: the mistake the README warns about."""
     pip_arguments = [WITHOUT_EXTRA.get(word, word) for word in documented_install(*WITH_SOURCES, TF_CPU)]
@@ -233,5 +274,5 @@ def test_tensorflow_backend_without_its_extra_names_the_extra(tmp_path_factory):
 
 def test_readme_documents_each_combination_once():
     lines = documented_install_lines()
-    assert len(lines) == len(set(lines)) == 5, lines
+    assert len(lines) == len(set(lines)) == 7, lines
     assert all(line.startswith("pip install -c constraints.txt ") for line in lines), lines

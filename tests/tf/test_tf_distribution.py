@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,19 +16,13 @@ import time
 import numpy as np
 import pytest
 
-from tests.helpers import REPOSITORY
+from tests.helpers import REPOSITORY, free_port
 from tests.tiny_models import TINY_OPTIONS, build, half_gain_batches, ignore, tiny_settings
 
 # Trains in several TensorFlow processes or devices (tens of seconds); the fast subset skips this module.
 pytestmark = pytest.mark.slow
 
 TIMEOUT_SECONDS = 180
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def python_environment(**extra: str) -> dict[str, str]:

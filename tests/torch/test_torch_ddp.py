@@ -8,7 +8,6 @@ one fails, so a rank waiting for a dead peer fails the test instead of hanging i
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,19 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPOSITORY
+from tests.helpers import REPOSITORY, free_port
 from tests.torch.tiny import TINY_OPTIONS, build, half_gain_batches, ignore, tiny_settings
 
 # Starts two DDP ranks and trains; the fast subset skips this module.
 pytestmark = pytest.mark.slow
 
 TIMEOUT_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:

@@ -109,19 +109,14 @@ def predict(run_folder: str | None, weights: str | None, configuration: str | No
 
 
 def _run_engine_files(run: RunFolder, engine: str) -> ModelFiles:
-    """The run's checkpoint, or its current export (`--engine`); the choice is said on stderr."""
-    from unmix.core.separation.prediction import current_export, model_file_model_files, run_model_files
+    """The run's checkpoint, or its current export (`--engine`); an export's use is said on stderr."""
+    from unmix.core.separation.prediction import run_engine_model_files
 
-    files = run_model_files(run)
-    exported = current_export(run, files) if engine != "framework" else None
-    if exported is None:
-        if engine == "exported":
-            raise UnmixError(f"run '{run.path}' has no current export that an installed runtime reads; write one with "
-                             f"`unmix export --run-folder {run.path}` (and pip install unmix-onnx)")
-        return files
-    click.echo(f"separating with the run's export {exported} (--engine framework uses "
-               f"{files.settings.training.backend})", err=True)
-    return model_file_model_files(exported)
+    files = run_engine_model_files(run, engine)
+    if files.runtime is not None:
+        click.echo(f"separating with the run's export {files.checkpoint} (--engine framework uses "
+                   f"{files.settings.training.backend})", err=True)
+    return files
 
 
 def _readable_songs(source_name: str, uri: str, temporary: Path, output: Path) -> list[SongInput]:

@@ -156,6 +156,19 @@ def current_export(run: RunFolder, files: ModelFiles) -> Path | None:
     return None
 
 
+def run_engine_model_files(run: RunFolder, engine: str = "auto") -> ModelFiles:
+    """What separates for a run folder: with `engine` "framework" its best checkpoint, with "exported" its
+    current export (refused when there is none), with "auto" the export when there is a current one."""
+    files = run_model_files(run)
+    exported = current_export(run, files) if engine != "framework" else None
+    if exported is None:
+        if engine == "exported":
+            raise UnmixError(f"run '{run.path}' has no current export that an installed runtime reads; write one with "
+                             f"`unmix export --run-folder {run.path}` (and pip install unmix-onnx)")
+        return files
+    return model_file_model_files(exported)
+
+
 def engine_from_run(run_folder: str | Path, batch_size: int | None = None) -> Engine:
     """The engine of a run folder, with its best checkpoint."""
     return load_engine(run_model_files(open_run_folder(run_folder)), batch_size)

@@ -1,0 +1,1 @@
+"""unmix-serve: `unmix serve`, a local web app to separate songs and to look at runs."""
