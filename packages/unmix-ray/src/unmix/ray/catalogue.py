@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
@@ -40,6 +41,7 @@ from unmix.ray.records import FAILED, PUBLISHING, CatalogueState, SongRecord
 from unmix.ray.workers import ModelChoice, OutputChoice, SeparationWorker, SongOutcome
 
 LOCAL = "local"
+CONNECT_SECONDS = 10
 
 
 @attrs.frozen
@@ -66,6 +68,8 @@ def separate_catalogue(spec: str, output: str | Path, model: ModelChoice, output
     checked before Ray starts; the model and songs must lie where every worker node sees them at the same path.
     """
     started = time.monotonic()
+    if ray_address != LOCAL:
+        _check_reachable(ray_address)
     output = Path(output)
     songs = list_songs(spec, output)
     files = model.model_files()
@@ -140,6 +144,18 @@ def _ray_cluster(address: str, workers: int | None, threads_per_worker: int) -> 
         yield count
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse an address where no head node answers at once: Ray itself retries it for minutes before giving up."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UnmixError(f"--ray '{address}' is not HOST:PORT; give the address `ray start --head` printed, or local")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise UnmixError(f"no Ray head node answers at '{address}' ({error.strerror or error}); start one with "
+                         "`ray start --head --port PORT` there, or give --ray local") from None
 
 
 def _separate(todo: Sequence[CatalogueSong], state: CatalogueState, model: ModelChoice, choice: OutputChoice,
