@@ -27,6 +27,17 @@ and the spread (min-max), and calls a side ahead only where the two spreads do n
   training and validation songs, best state by validation loss.
 - The split is the unmix configuration's (md5 order, collection.test_data_count test songs).
 
+A number counts when it was measured on music that did not choose the settings. Settings are tuned
+on the demo collection of `--demo-seed 0` (the default) only; results are reported on collections
+that play none of its pieces, made with another seed and `--exclude-pieces-of` the tuning
+collection, for the guitar and for a second target:
+
+    nox -s bench-quality -- --output tuning --budget-minutes 30                      # tune here only
+    nox -s bench-quality -- --demo-seed 1 --exclude-pieces-of tuning/data --repeats 3
+    nox -s bench-quality -- --demo-seed 2 --target piano --exclude-pieces-of tuning/data --repeats 3
+
+The first lines printed name the collection (seed, target, how many pieces were held out).
+
 Run: `nox -s bench-quality -- [--configuration C] [--collection DIR] [--budget-minutes 30] [--output DIR]
 [--repeats 1] [--threads N] [--songs 24] [--song-seconds S]` (default: configurations/quickstart.jsonc
 on a fresh 24-song demo collection, 30 minutes per model, so a little over an hour in all on 2
@@ -93,19 +104,23 @@ def unmix_command() -> str:
     return str(Path(sys.executable).parent / "unmix")
 
 
-def make_demo_collection(destination: Path, songs: int, seconds: float | None) -> Path:
-    length = [] if seconds is None else ["--seconds", str(seconds)]
-    subprocess.run([unmix_command(), "datasets", "demo", str(destination), "--force", "--songs", str(songs), *length],
-                   check=True)
+def make_demo_collection(destination: Path, songs: int, seconds: float | None, seed: int = 0,
+                         target: str | None = None, excluded: list[Path] | None = None) -> Path:
+    """A demo collection; `excluded` collections' pieces stay out of it, so it is music they never had."""
+    options = ["--songs", str(songs), "--seed", str(seed)]
+    options += [] if seconds is None else ["--seconds", str(seconds)]
+    options += [] if target is None else ["--target", target]
+    options += [word for collection in excluded or [] for word in ("--exclude-pieces-of", str(collection))]
+    subprocess.run([unmix_command(), "datasets", "demo", str(destination), "--force", *options], check=True)
     return destination
 
 
-def budget_configuration(configuration: Path, collection: Path, folder: Path) -> Path:
+def budget_configuration(configuration: Path, collection: Path, folder: Path, target: str | None = None) -> Path:
     """A child configuration that trains until interrupted: many epochs, no early stopping."""
     child = {
         "base": configuration.resolve().as_posix(),
         "environment": {"name": f"{configuration.stem}-budget"},
-        "collection": {"folder": collection.resolve().as_posix()},
+        "collection": {"folder": collection.resolve().as_posix(), **({"target": target} if target else {})},
         "training": {"epoch": {"count": 100000}, "callbacks": {"early_stopping": {"enabled": False}}},
     }
     path = folder / f"{configuration.stem}-budget.jsonc"
@@ -275,6 +290,16 @@ def run_trial(repeat: int, sides: list[tuple[Path, Configuration]], folder: Path
     return Trial(aggregate(scores), trained, speeds)
 
 
+def describe_collection(collection: Path) -> str:
+    """A demo collection's seed and held-out pieces, from its demo.json: which protocol row a result belongs to."""
+    description = collection / "demo.json"
+    if not description.is_file():
+        return "not a demo collection"
+    settings = json.loads(description.read_text())["settings"]
+    excluded = len(settings.get("excluded_pieces", []))
+    return f"demo seed {settings['seed']}, {settings['target']}" + (f", {excluded} pieces held out" if excluded else "")
+
+
 def side_name(configuration: Path) -> str:
     """The configuration's file name without the '-budget' the child configuration adds."""
     return configuration.stem.removesuffix("-budget")
@@ -306,6 +331,13 @@ def main() -> None:
                         help="threads for PyTorch and TensorFlow alike [default: every core]")
     parser.add_argument("--songs", type=int, default=24, help="songs in the demo collection made without --collection")
     parser.add_argument("--song-seconds", type=float, default=None, help="length of each demo song [default: demo's]")
+    parser.add_argument("--demo-seed", type=int, default=0,
+                        help="the demo collection's seed: 0 is where settings are tuned, others are held out")
+    parser.add_argument("--target", default=None,
+                        help="the instrument to separate (the demo's --target, and collection.target of every side) "
+                             "[default: the configuration's]")
+    parser.add_argument("--exclude-pieces-of", type=Path, action="append", default=[],
+                        help="a demo collection whose pieces the new demo collection must not play (held-out music)")
     arguments = parser.parse_args()
     budget = 60.0 * arguments.budget_minutes
     use_threads(arguments.threads)
@@ -313,17 +345,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="unmix-bench-quality-") as temporary:
         folder = arguments.output or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
-        collection = arguments.collection or make_demo_collection(folder / "data", arguments.songs,
-                                                                  arguments.song_seconds)
+        collection = arguments.collection or make_demo_collection(
+            folder / "data", arguments.songs, arguments.song_seconds, arguments.demo_seed, arguments.target,
+            arguments.exclude_pieces_of)
         configurations = arguments.configuration or [REPOSITORY / "configurations" / "quickstart.jsonc"]
         sides = []
         for configuration in configurations:
-            child = budget_configuration(configuration, collection, folder)
+            child = budget_configuration(configuration, collection, folder, arguments.target)
             sides.append((child, load_configuration(child).settings))
         same_split(sides)
         settings = sides[0][1]
         split = split_collection(settings.collection, lambda path: collection_songs(settings, path))
         splits = tuple(loaded(songs) for songs in (split.training, split.validation, split.test))
+        print(f"collection: {collection} ({describe_collection(collection)}), target {settings.collection.target}")
         print(f"songs: {len(splits[0])} training, {len(splits[1])} validation, {len(splits[2])} test; "
               f"budget {arguments.budget_minutes:g} min per model, {arguments.repeats} run(s) of each")
         print(f"CPU: {describe_cpu()}\nthreads: {describe_threads()}", flush=True)

@@ -77,7 +77,7 @@ def test_demo_json_describes_the_songs_their_checksums_and_the_test_split(render
     description = json.loads((rendered / "demo.json").read_text())
     songs = description["songs"]
     assert description["settings"] == {"songs": SONGS, "seconds": SECONDS, "target": "guitar", "seed": SEED,
-                                       "sample_rate": RATE}
+                                       "sample_rate": RATE, "excluded_pieces": []}
     assert [song["name"] for song in songs] == sorted(path.name for path in rendered.iterdir() if path.is_dir())
     files = checksums(rendered)
     for song in songs:
@@ -102,6 +102,18 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_music(rendere
     other = tmp_path / "other"
     make_demo(other, songs=SONGS, seconds=SECONDS, seed=SEED + 1)
     assert not set(checksums(other).values()) & set(checksums(rendered).values())
+
+
+def test_a_held_out_collection_plays_none_of_another_collections_pieces(rendered: Path, tmp_path: Path) -> None:
+    held_out = tmp_path / "held-out"
+    result = run_unmix("datasets", "demo", str(held_out), "--songs", str(SONGS), "--seconds", str(SECONDS),
+                       "--seed", str(SEED), "--exclude-pieces-of", str(rendered))
+    assert result.returncode == 0, result.stderr
+    used = set(demo.pieces_of(rendered))
+    assert not used & set(demo.pieces_of(held_out))
+    assert json.loads((held_out / "demo.json").read_text())["settings"]["excluded_pieces"] == sorted(used)
+    refused = run_unmix("datasets", "demo", str(tmp_path / "other"), "--exclude-pieces-of", str(tmp_path))
+    assert_one_line_error(refused, "has no demo.json")
 
 
 def test_force_replaces_only_the_songs_it_writes(rendered: Path, tmp_path: Path) -> None:

@@ -31,13 +31,16 @@ def datasets() -> None:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Same seed, same files (byte for byte); another seed, other pieces and instruments.")
 @click.option("--sample-rate", type=int, default=22050, show_default=True, help="Sample rate in Hz (8000-96000).")
+@click.option("--exclude-pieces-of", "excluded_collections", type=click.Path(path_type=Path), multiple=True,
+              help="Another demo collection whose pieces no song here may play, so that this one tests on music "
+                   "the other never had (may be given more than once).")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty DESTINATION, replacing the song folders this run writes and demo.json.")
 @click.option("--soundfont", type=click.Path(path_type=Path), default=None,
               help="General MIDI SoundFont (.sf2).  [default: FluidR3_GM.sf2 from fluid-soundfont-gm]")
 @click.option("--jobs", type=int, default=None, help="Songs rendered in parallel.  [default: one per CPU]")
 def demo(destination: Path, songs: int, seconds: float | None, target: str, seed: int, sample_rate: int,
-         force: bool, soundfont: Path | None, jobs: int | None) -> None:
+         excluded_collections: tuple[Path, ...], force: bool, soundfont: Path | None, jobs: int | None) -> None:
     """Render a small collection of real music into DESTINATION in the unmixio layout.
 
     Each song is an excerpt of a multi-part piece from music21's corpus (string quartets,
@@ -47,10 +50,12 @@ def demo(destination: Path, songs: int, seconds: float | None, target: str, seed
     tests on with the collection.test_data_count it names. Needs FluidSynth, a General MIDI
     SoundFont and music21: apt-get install fluidsynth fluid-soundfont-gm; pip install 'unmix-sources[demo]'.
     """
-    from unmix.sources.demo import make_demo
+    from unmix.sources.demo import make_demo, pieces_of
 
+    excluded = [piece for collection in excluded_collections for piece in pieces_of(collection)]
     report = make_demo(destination, songs=songs, seconds=seconds, target=target, seed=seed,
-                       sample_rate=sample_rate, force=force, soundfont=soundfont, jobs=jobs, progress=True)
+                       sample_rate=sample_rate, excluded_pieces=excluded, force=force, soundfont=soundfont, jobs=jobs,
+                       progress=True)
     lengths = f"{seconds:g} s" if seconds is not None else "20-30 s"
     click.echo(f"{len(report.songs)} demo songs ({target}, {lengths}, {sample_rate} Hz, seed {seed}) "
                f"written to '{report.destination}'")

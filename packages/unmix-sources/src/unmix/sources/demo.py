@@ -33,6 +33,7 @@ Decisions, for whoever extends this:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -143,6 +144,8 @@ class DemoSettings:
     target: str = "guitar"
     seed: int = 0
     sample_rate: int = DEFAULT_SAMPLE_RATE
+    excluded_pieces: tuple[str, ...] = attrs.field(default=(), converter=lambda pieces: tuple(sorted(set(pieces))))
+    """Corpus paths no song may use: another collection's pieces, so that this one holds music it never saw."""
 
 
 @attrs.frozen
@@ -658,6 +661,7 @@ def make_demo(
     target: str = "guitar",
     seed: int = 0,
     sample_rate: int = DEFAULT_SAMPLE_RATE,
+    excluded_pieces: Sequence[str] = (),
     force: bool = False,
     soundfont: str | os.PathLike[str] | None = None,
     jobs: int | None = None,
@@ -668,14 +672,15 @@ def make_demo(
     `seconds` None draws each song's length from 20-30 s; `jobs` None renders on every CPU.
     """
     destination = Path(destination)
-    settings = DemoSettings(songs=songs, seconds=seconds, target=target, seed=seed, sample_rate=sample_rate)
+    settings = DemoSettings(songs=songs, seconds=seconds, target=target, seed=seed, sample_rate=sample_rate,
+                            excluded_pieces=excluded_pieces)
     check_settings(settings)
     if jobs is not None and jobs < 1:
         raise DemoError(f"--jobs must be at least 1, got {jobs}")
     check_destination(destination, force)
     music21 = require_music21()
     renderer = find_renderer(Path(soundfont) if soundfont is not None else None)
-    ordered = order_pieces(list_pieces(), seed)
+    ordered = [piece for piece in order_pieces(list_pieces(), seed) if piece.path not in settings.excluded_pieces]
     if not ordered:
         raise DemoError(f"music21 {music21.__version__} lists no multi-part corpus pieces: reinstall it with "
                         f"{INSTALL_MUSIC21}")
@@ -693,6 +698,17 @@ def make_demo(
     report = DemoReport(destination=destination, settings=settings, songs=tuple(made), test=test)
     write_description(report, renderer, music21.__version__)
     return report
+
+
+def pieces_of(collection: str | os.PathLike[str]) -> list[str]:
+    """The corpus pieces the songs of a demo collection play (from its demo.json)."""
+    description = Path(collection) / "demo.json"
+    try:
+        return [song["piece"] for song in json.loads(description.read_text(encoding="utf-8"))["songs"]]
+    except FileNotFoundError:
+        raise DemoError(f"'{collection}' has no demo.json; give a collection made by `unmix datasets demo`") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DemoError(f"cannot read the pieces of '{description}' ({error}); make that collection again") from None
 
 
 def run_tasks(tasks: Sequence[SongTask], jobs: int | None, progress: bool) -> list[DemoSong]:
