@@ -23,6 +23,7 @@ from tests.tiny_models import TINY_OPTIONS, build, half_gain_batches, ignore, ti
 pytestmark = pytest.mark.slow
 
 TIMEOUT_SECONDS = 180
+ADAM_LR = 1e-3  # tiny_settings' learning rate
 
 
 def python_environment(**extra: str) -> dict[str, str]:
@@ -90,11 +91,15 @@ def test_two_workers_train_like_one_process_on_both_batches(workers):
     loss = model.train_epoch(joint, 2, ignore)["loss"]
     assert float(first["plain_loss"]) == pytest.approx(loss, rel=1e-5)
     weights = [name for name in sorted(first.files) if name.startswith("plain/")]
+    steps = 2
     for name, value in zip(weights, model.network.get_weights(), strict=True):
-        # Round-off flips Adam's step for gradients near zero (up to 1.6e-5 seen: the order of the sums
-        # varies), so weights get an absolute tolerance far below their size; the loss and the moments,
-        # checked tightly, show the averaging.
-        np.testing.assert_allclose(first[name], value, rtol=1e-4, atol=1e-4, err_msg=name)
+        # Round-off flips Adam's step for a gradient near zero (the order of the sums varies): such a weight moves
+        # by up to 2 lr per step the other way (3 of 147,456 weights, by up to 3.3e-4, seen in CI). So a few
+        # weights may differ by that much and the rest must agree closely; the loss and the moments, checked
+        # tightly, show the averaging.
+        difference = np.abs(first[name] - value)
+        assert difference.max() <= steps * 2 * ADAM_LR, (name, difference.max())
+        assert np.mean(difference > 1e-4 + 1e-4 * np.abs(value)) < 1e-3, name
     moments = [name for name in sorted(first.files) if name.startswith("moments/")]
     for name, variable in zip(moments, model.optimizer.variables, strict=True):
         # Summation order moves a moment near zero by a few 1e-7 (5.2e-7 seen in CI); gradients that were

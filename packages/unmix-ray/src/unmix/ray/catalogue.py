@@ -38,7 +38,7 @@ from unmix.core.separation.prediction import (
 )
 from unmix.ray.manifest import CatalogueSong, list_songs
 from unmix.ray.records import FAILED, PUBLISHING, CatalogueState, SongRecord
-from unmix.ray.workers import ModelChoice, OutputChoice, SeparationWorker, SongOutcome
+from unmix.ray.workers import ModelChoice, OutputChoice, SeparationWorker, SongOutcome, staging_folder
 
 LOCAL = "local"
 CONNECT_SECONDS = 10
@@ -217,7 +217,7 @@ def _finish(song: CatalogueSong, outcome: SongOutcome, state: CatalogueState, at
         return None
     record = SongRecord(key=song.key, uri=song.uri, song=outcome.song, status=PUBLISHING, seconds=outcome.seconds,
                         wall_seconds=outcome.wall_seconds, worker=outcome.worker, tries=attempt)
-    staged = state.staging / f"{song.key}.{outcome.worker}"
+    staged = staging_folder(state.staging, song.key, outcome.worker)
     problem = state.clash(song.key, outcome.paths, overwrite)
     if problem is not None:
         shutil.rmtree(staged, ignore_errors=True)
