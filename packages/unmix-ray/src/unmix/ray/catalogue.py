@@ -23,7 +23,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from tqdm import tqdm
@@ -39,6 +39,9 @@ from unmix.core.separation.prediction import (
 from unmix.ray.manifest import CatalogueSong, list_songs
 from unmix.ray.records import FAILED, PUBLISHING, CatalogueState, SongRecord
 from unmix.ray.workers import ModelChoice, OutputChoice, SeparationWorker, SongOutcome, staging_folder
+
+if TYPE_CHECKING:
+    from unmix.core.interfaces import Exporter
 
 LOCAL = "local"
 CONNECT_SECONDS = 10
@@ -81,7 +84,7 @@ def separate_catalogue(spec: str, output: str | Path, model: ModelChoice, output
         state.agree_settings(_settings(files, choice), overwrite)
         done = {song.key for song in songs if state.is_done(song.key)}
         todo = [song for song in songs if song.key not in done and (retry_failed or not _failed(state, song))]
-        _refuse_clashes(todo, state, files, choice, overwrite)
+        _refuse_clashes(todo, state, files, str(choice.template), exporter, overwrite)
         separated: list[SongRecord] = []
         worker_count = 0
         try:
@@ -109,14 +112,13 @@ def _settings(files: ModelFiles, choice: OutputChoice) -> dict[str, Any]:
             "target": files.settings.collection.target, **attrs.asdict(choice)}
 
 
-def _refuse_clashes(todo: Sequence[CatalogueSong], state: CatalogueState, files: ModelFiles, choice: OutputChoice,
-                    overwrite: bool) -> None:
+def _refuse_clashes(todo: Sequence[CatalogueSong], state: CatalogueState, files: ModelFiles, template: str,
+                    exporter: Exporter, overwrite: bool) -> None:
     """Files a song would overwrite, found before any work for songs named in advance (local files)."""
-    exporter = exporter_for(str(choice.format_name))
     for song in todo:
         if song.name is None:
             continue
-        names = output_names(files.settings.collection.target, song.name, str(choice.template), exporter.extension,
+        names = output_names(files.settings.collection.target, song.name, template, exporter.extension,
                              writes_per_song(exporter))
         problem = state.clash(song.key, list(dict.fromkeys(names.values())), overwrite)
         if problem is not None:
