@@ -37,6 +37,9 @@ BAD_VALUES = [
      ["environment.log_file", "plain file name"]),
     ("results-outside-run", '{"training": {"callbacks": {"csv_logger": {"file_name": "/tmp/results.csv"}}}}',
      ["training.callbacks.csv_logger.file_name", "plain file name"]),
+    ("two-rate-schedules", '{"training": {"callbacks": {"cosine_learningrate": {"enabled": true}, '
+     '"reduce_learningrate": {"enabled": true}}}}', ["training.callbacks.cosine_learningrate", "disable one"]),
+    ("negative-time-limit", '{"training": {"time_limit_minutes": -5}}', ["training.time_limit_minutes"]),
     ("function-call", '{"training": {"batch_size": "int(__import__(\'os\').system(\'touch PWNED\'))"}}',
      ["training.batch_size"]),
     ("unknown-key", '{"training": {"bach_size": 4}}', ["training.bach_size", "did you mean 'batch_size'"]),

@@ -1,7 +1,17 @@
 import csv
+import math
 from types import SimpleNamespace
 
-from unmix.core.training.callbacks import EarlyStopping, ReduceLearningRate, ResultsCsv, TrainingState, monitor_mode
+import pytest
+
+from unmix.core.training.callbacks import (
+    CosineLearningRate,
+    EarlyStopping,
+    ReduceLearningRate,
+    ResultsCsv,
+    TrainingState,
+    monitor_mode,
+)
 
 
 def test_results_csv_appends_and_keeps_the_seed_layout(tmp_path):
@@ -34,6 +44,20 @@ def test_reduce_learning_rate_after_a_plateau_and_not_below_the_minimum():
     for epoch, value in enumerate([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], start=1):
         reduce.on_epoch_end(epoch, {"val_loss": value}, state)
     assert model.learning_rate == 5e-5
+
+
+def test_the_cosine_rate_follows_whichever_of_epochs_and_time_is_nearer_its_end():
+    model = SimpleNamespace(learning_rate=1e-3)
+    cosine = CosineLearningRate(model, start=1e-3, minimum=1e-5, total_epochs=100, time_limit_seconds=600.0)
+    cosine.on_epoch_end(50, {}, TrainingState(training_seconds=60.0))
+    assert model.learning_rate == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
+    cosine.on_epoch_end(10, {}, TrainingState(training_seconds=300.0))
+    assert model.learning_rate == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
+    cosine.on_epoch_end(12, {}, TrainingState(training_seconds=700.0))
+    assert model.learning_rate == pytest.approx(1e-5)
+    without_limit = CosineLearningRate(model, start=1e-3, minimum=0.0, total_epochs=4, time_limit_seconds=0.0)
+    without_limit.on_epoch_end(1, {}, TrainingState(training_seconds=1e6))
+    assert model.learning_rate == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 4)))
 
 
 def test_monitor_mode_auto():

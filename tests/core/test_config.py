@@ -224,3 +224,15 @@ def test_the_inert_keys_are_the_documented_ones():
     assert len(documented) == len(set(documented))
     assert sorted(documented) == sorted(inert_keys())
     assert all(reason.strip() for reason in inert_keys().values())
+
+
+def test_the_readmes_time_budget_example_loads_as_it_says(tmp_path: Path):
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### Training for a time budget\n", 1)[1]
+    example = section.split("```jsonc\n", 1)[1].split("```", 1)[0]
+    path = write_file(tmp_path, "budget.jsonc", example)
+    training = load_configuration(path, environment={}).settings.training
+    assert training.model.name == "band-hourglass"
+    assert training.time_limit_minutes == 30
+    assert training.callbacks.cosine_learningrate.enabled
+    assert not training.callbacks.reduce_learningrate.enabled

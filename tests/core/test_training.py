@@ -57,6 +57,30 @@ def test_resume_continues_at_the_next_epoch_and_appends(tmp_path):
     assert json.loads(run.state_file.read_text())["epoch"] == 4
 
 
+def test_a_time_limit_ends_training_by_itself_and_the_cosine_rate_anneals_over_it(tmp_path):
+    collection = write_seed_collection(tmp_path / "collection", songs=4, seconds=2.0)
+    configuration = write_configuration(tmp_path / "budget.jsonc", collection, "gain-mask", epochs=100000,
+                                        seconds_per_batch=0.02)
+    settings = json.loads(configuration.read_text().split("\n", 1)[1])
+    settings["training"]["time_limit_minutes"] = 0.05
+    settings["training"]["callbacks"]["cosine_learningrate"] = {"enabled": True, "min_learningrate": 0.001}
+    configuration.write_text(json.dumps(settings))
+    started = time.monotonic()
+    run = train(configuration, working_directory=tmp_path)
+
+    assert 3.0 <= time.monotonic() - started < 20.0
+    state = json.loads(run.state_file.read_text())
+    assert "time limit of 0.05 minutes reached" in state["stop_reason"]
+    assert 3.0 <= state["training_seconds"] < 4.5
+    rates = [row["lr"] for row in read_results(run.path / "results.csv")]
+    assert len(rates) >= 3 and rates[0] == pytest.approx(0.5)
+    assert rates == sorted(rates, reverse=True) and len(set(rates)) == len(rates)
+    assert state["learning_rate"] == pytest.approx(0.001)
+
+    train("", resume=run.path)
+    assert len(read_results(run.path / "results.csv")) == len(rates)
+
+
 def start_training(tmp_path, seconds_per_batch):
     collection = write_seed_collection(tmp_path / "collection", songs=8, seconds=4.0)
     configuration = write_configuration(tmp_path / "slow.jsonc", collection, "gain-mask", epochs=50,

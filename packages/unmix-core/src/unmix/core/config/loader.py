@@ -449,6 +449,10 @@ def _check_relations(settings: Configuration, provenance: Mapping[str, Path], pa
             "spectrogram_generation.hop_length",
             f"{spectrogram.hop_length} is larger than fft_length {spectrogram.fft_length}; frames would leave gaps",
         )
+    callbacks = settings.training.callbacks
+    if callbacks.cosine_learningrate.enabled and callbacks.reduce_learningrate.enabled:
+        raise fail("training.callbacks.cosine_learningrate",
+                   "and reduce_learningrate are both enabled, but only one may set the learning rate; disable one")
     augmentation = settings.augmentation
     if augmentation.gain_min > augmentation.gain_max:
         raise fail("augmentation.gain_min", f"{augmentation.gain_min} is above gain_max {augmentation.gain_max}")

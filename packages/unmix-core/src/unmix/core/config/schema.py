@@ -200,17 +200,31 @@ class ReduceLearningRate:
 
 
 @attrs.frozen
+class CosineLearningRate:
+    """Not in the seed: the rate falls from optimizer.lr to min_learningrate along half a cosine over the
+    training's length: its epochs, or its time limit when that comes first."""
+
+    enabled: bool = setting(False)
+    min_learningrate: float = setting(1e-5, minimum=0.0)
+
+
+@attrs.frozen
 class Callbacks:
     model_checkpoint: ModelCheckpoint = section(ModelCheckpoint)
     tensorboard: Tensorboard = section(Tensorboard)
     csv_logger: CsvLogger = section(CsvLogger)
     early_stopping: EarlyStopping = section(EarlyStopping)
     reduce_learningrate: ReduceLearningRate = section(ReduceLearningRate)
+    cosine_learningrate: CosineLearningRate = section(CosineLearningRate)
 
 
 @attrs.frozen
 class Training:
     epoch: Epoch = section(Epoch)
+    # Not in the seed: training ends once its epochs have taken this many minutes of wall time (training,
+    # validation and checkpoints; not the start-up), at the next batch, with a last validation and
+    # checkpoint. 0: no limit. A resumed run counts the minutes it had already trained.
+    time_limit_minutes: float = setting(0.0, minimum=0.0)
     limit_items_per_song: int = setting(0, minimum=0)
     verbose: int = setting(1, minimum=0, maximum=2, inert=LOG_VERBOSITY)
     metrics: list[str] = setting(["mean_pred"])

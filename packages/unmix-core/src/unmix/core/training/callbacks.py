@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from unmix.core.config.schema import Callbacks
+from unmix.core.config.schema import Training
 from unmix.core.files import atomic_path, write_atomically
 from unmix.core.interfaces import Metrics, SeparationModel
 from unmix.core.runs import RunFolder
@@ -35,6 +35,8 @@ class TrainingState:
     plateau_best: float | None = None
     learning_rate: float | None = None
     stop_reason: str | None = None
+    # Wall time spent in epochs so far, across resumes: what training.time_limit_minutes is measured against.
+    training_seconds: float = 0.0
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
@@ -209,6 +211,31 @@ class ReduceLearningRate:
             state.epochs_on_plateau = 0
 
 
+class CosineLearningRate:
+    """Half a cosine from the configured rate down to `minimum` over the training's length.
+
+    The length is the epoch count or the time limit, whichever the training is nearer to the end of,
+    so a run given 30 minutes anneals over its 30 minutes however many epochs fit in them. The rate is
+    set after each epoch for the next, from the share of the training done.
+    """
+
+    def __init__(self, model: SeparationModel, start: float, minimum: float, total_epochs: int,
+                 time_limit_seconds: float) -> None:
+        self.model = model
+        self.start = start
+        self.minimum = minimum
+        self.total_epochs = total_epochs
+        self.time_limit_seconds = time_limit_seconds
+
+    def share_done(self, epoch: int, state: TrainingState) -> float:
+        by_time = state.training_seconds / self.time_limit_seconds if self.time_limit_seconds > 0 else 0.0
+        return min(1.0, max(epoch / self.total_epochs, by_time))
+
+    def on_epoch_end(self, epoch: int, logs: Metrics, state: TrainingState) -> None:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * self.share_done(epoch, state)))
+        self.model.learning_rate = self.minimum + (self.start - self.minimum) * cosine
+
+
 class TensorBoardLog:
     """Epoch metrics as TensorBoard event files in the run folder, written by the backend.
 
@@ -293,7 +320,7 @@ def watched_value(monitor: str, validating: bool) -> str:
     return monitor.removeprefix("val_")
 
 
-def build_callbacks(settings: Callbacks, model: SeparationModel, run: RunFolder, validating: bool = True) -> list:
+def build_callbacks(training: Training, model: SeparationModel, run: RunFolder, validating: bool = True) -> list:
     """The callbacks the configuration enables, in the order they must run.
 
     The best and last checkpoints are always written, because prediction and resuming need them;
@@ -301,6 +328,7 @@ def build_callbacks(settings: Callbacks, model: SeparationModel, run: RunFolder,
     Without validation songs (`validating` false) the callbacks that watch a `val_*` value watch
     the training value instead, and the log says so.
     """
+    settings = training.callbacks
     callbacks: list = []
     if settings.csv_logger.enabled:
         callbacks.append(ResultsCsv(run.file(settings.csv_logger.file_name), settings.csv_logger.separator))
@@ -317,6 +345,9 @@ def build_callbacks(settings: Callbacks, model: SeparationModel, run: RunFolder,
         callbacks.append(ReduceLearningRate(model, watched_value(reduce.monitor, validating), reduce.factor,
                                             reduce.patience, reduce.min_learningrate,
                                             monitor_mode(reduce.monitor, "auto")))
+    if settings.cosine_learningrate.enabled:
+        callbacks.append(CosineLearningRate(model, training.optimizer.lr, settings.cosine_learningrate.min_learningrate,
+                                            training.epoch.count, 60.0 * training.time_limit_minutes))
     if settings.early_stopping.enabled:
         early = settings.early_stopping
         watchers["early_stopping"] = early.monitor

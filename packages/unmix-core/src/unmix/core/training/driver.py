@@ -139,7 +139,7 @@ def _fit(model: SeparationModel, run: RunFolder, loaded: LoadedConfiguration, da
          state: TrainingState) -> None:
     settings = loaded.settings
     validating = data.validation is not None and len(data.validation) > 0
-    callbacks = build_callbacks(settings.training.callbacks, model, run, validating)
+    callbacks = build_callbacks(settings.training, model, run, validating)
     context = TrainingContext(run=run, loaded=loaded, model=model, data=data)
     hooks: list[EpochHook] = []
     if settings.collection.test_frequency > 0 and data.test_songs:
@@ -150,10 +150,22 @@ def _fit(model: SeparationModel, run: RunFolder, loaded: LoadedConfiguration, da
     if state.stop_reason is not None or state.epoch >= total_epochs:
         log.info("nothing to do: %s", state.stop_reason or f"all {total_epochs} epochs are done")
         return
+    time_limit = 60.0 * settings.training.time_limit_minutes
+    if time_limit and state.training_seconds >= time_limit:
+        log.info("nothing to do: the time limit of %g minutes is spent", settings.training.time_limit_minutes)
+        return
+    seconds_before, loop_started = state.training_seconds, time.monotonic()
+
+    def seconds_trained() -> float:
+        return seconds_before + time.monotonic() - loop_started
+
+    def time_is_up() -> bool:
+        return bool(time_limit) and seconds_trained() >= time_limit
+
     with _interrupt_flag() as interrupted:
         for epoch in range(state.epoch + 1, total_epochs + 1):
             started = time.monotonic()
-            logs = _train_one_epoch(model, data, epoch, total_epochs, interrupted)
+            logs = _train_one_epoch(model, data, epoch, total_epochs, interrupted, time_is_up)
             if interrupted():
                 _save_interrupted(model, run, state)
             if validating:
@@ -161,6 +173,10 @@ def _fit(model: SeparationModel, run: RunFolder, loaded: LoadedConfiguration, da
                 logs.update({f"val_{key}": value for key, value in validation.items()})
             logs["lr"] = model.learning_rate
             state.epoch = epoch
+            state.training_seconds = seconds_trained()
+            if time_is_up():
+                state.stop_reason = (f"time limit of {settings.training.time_limit_minutes:g} minutes reached "
+                                     f"({state.training_seconds:.0f} s of epochs)")
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs, state)
             state.learning_rate = model.learning_rate
@@ -186,7 +202,8 @@ class _StopEpoch(Exception):
 
 
 def _train_one_epoch(model: SeparationModel, data: TrainingData, epoch: int, total_epochs: int,
-                     interrupted: Callable[[], bool]) -> Metrics:
+                     interrupted: Callable[[], bool], time_is_up: Callable[[], bool]) -> Metrics:
+    """One pass over the training windows; Ctrl-C or the time limit leaves it at the next batch."""
     steps = len(data.training)
     progress = tqdm(total=steps, desc=f"epoch {epoch}/{total_epochs}", unit="batch", leave=False,
                     dynamic_ncols=True)
@@ -197,7 +214,7 @@ def _train_one_epoch(model: SeparationModel, data: TrainingData, epoch: int, tot
         progress.update(1)
         if "loss" in metrics:
             progress.set_postfix(loss=f"{metrics['loss']:.4g}")
-        if interrupted():
+        if interrupted() or time_is_up():
             raise _StopEpoch
 
     try:
