@@ -151,9 +151,6 @@ def _fit(model: SeparationModel, run: RunFolder, loaded: LoadedConfiguration, da
         log.info("nothing to do: %s", state.stop_reason or f"all {total_epochs} epochs are done")
         return
     time_limit = 60.0 * settings.training.time_limit_minutes
-    if time_limit and state.training_seconds >= time_limit:
-        log.info("nothing to do: the time limit of %g minutes is spent", settings.training.time_limit_minutes)
-        return
     seconds_before, loop_started = state.training_seconds, time.monotonic()
 
     def seconds_trained() -> float:
