@@ -15,6 +15,12 @@ default.
 by its file name) against the same single Open-Unmix training, so several unmix models meet one
 baseline in one run. They must agree on the collection's rate, target and split.
 
+`--side-by-side` trains every side at the same time instead, each pinned to an equal share of the
+cores with one thread per core (on 2 cores: unmix on one, Open-Unmix on the other), so a repeat
+costs one budget instead of one per side; both sides then also share the memory bandwidth alike.
+Scoring afterwards uses every core. Per-side throughput is lower than with all cores, so compare
+numbers only with numbers measured the same way.
+
 One training of each is one sample of a noisy process (threaded batches, non-deterministic kernels,
 few test songs): `--repeats N` trains both N times and reports, per metric, the median over runs
 and the spread (min-max), and calls a side ahead only where the two spreads do not overlap.
@@ -40,7 +46,7 @@ collection, for the guitar and for a second target:
 The first lines printed name the collection (seed, target, how many pieces were held out).
 
 Run: `nox -s bench-quality -- [--configuration C] [--collection DIR] [--budget-minutes 30] [--output DIR]
-[--repeats 1] [--threads N] [--songs 24] [--song-seconds S]` (default: configurations/quickstart.jsonc
+[--repeats 1] [--threads N] [--side-by-side] [--songs 24] [--song-seconds S]` (default: configurations/quickstart.jsonc
 on a fresh 24-song demo collection, 30 minutes per model, so a little over an hour in all on 2
 cores; a smoke run: `--budget-minutes 1 --songs 9 --song-seconds 8`). Needs
 `pip install openunmix==1.3.0 --no-deps` (the nox session installs it).
@@ -61,11 +67,12 @@ from pathlib import Path
 
 import attrs
 import numpy as np
+import torch
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
-from machine import default_threads, describe_cpu, describe_threads, use_threads  # noqa: E402
+from machine import THREAD_VARIABLES, default_threads, describe_cpu, describe_threads, use_threads  # noqa: E402
 from open_unmix_baseline import OpenUnmixRun, train_open_unmix  # noqa: E402
 
 from unmix.core.config.loader import load_configuration  # noqa: E402
@@ -131,14 +138,22 @@ def budget_configuration(configuration: Path, collection: Path, folder: Path, bu
     return path
 
 
-def train_unmix(configuration: Path, working_directory: Path, budget_seconds: float) -> tuple[Path, float]:
-    """Train with the real command until its time limit ends it (Ctrl-C if start-up and the limit take
-    twice the budget); the run folder and the seconds of epochs."""
+def start_unmix_training(configuration: Path, working_directory: Path, cores: list[int] | None = None
+                         ) -> subprocess.Popen:
+    """`unmix train` in a subprocess; with `cores`, pinned to them and given that many threads."""
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen([unmix_command(), "train", str(configuration), "--workingdir", str(working_directory)],
-                               env=environment)
+    if cores is not None:
+        environment.update({name: str(len(cores)) for name in THREAD_VARIABLES})
+    pin = None if cores is None else lambda: os.sched_setaffinity(0, cores)
+    return subprocess.Popen([unmix_command(), "train", str(configuration), "--workingdir", str(working_directory)],
+                            env=environment, preexec_fn=pin)
+
+
+def finish_unmix_training(process: subprocess.Popen, working_directory: Path, deadline: float) -> tuple[Path, float]:
+    """Wait until the time limit ends the training (Ctrl-C at `deadline`, a guard for a limit that never
+    comes); the run folder and the seconds of epochs."""
     try:
-        process.wait(timeout=2 * budget_seconds + 60)
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGINT)
         process.wait()
@@ -146,6 +161,20 @@ def train_unmix(configuration: Path, working_directory: Path, budget_seconds: fl
     if process.returncode not in (0, 130) or not runs:
         raise SystemExit(f"unmix train failed (exit {process.returncode})")
     return runs[-1], json.loads((runs[-1] / "state.json").read_text())["training_seconds"]
+
+
+def guard_deadline(budget_seconds: float) -> float:
+    """Start-up and the time limit together may take twice the budget and a minute before Ctrl-C."""
+    return time.monotonic() + 2 * budget_seconds + 60
+
+
+def core_groups(cores: list[int], groups: int) -> list[list[int]]:
+    """`cores` dealt into `groups` equal shares (the remainder stays idle), so every side gets as many."""
+    share = len(cores) // groups
+    if share < 1:
+        raise SystemExit(f"--side-by-side needs a core for each of the {groups} trainings (unmix sides and "
+                         f"Open-Unmix) but this process may use {len(cores)}; give fewer --configuration")
+    return [cores[number * share:(number + 1) * share] for number in range(groups)]
 
 
 def loaded(songs: list) -> list[SongAudio]:
@@ -251,10 +280,9 @@ def channel_handling(song_channels: int, model_channels: int) -> str:
     return f"{song_channels} channels, " + ("each as mono" if model_channels == 1 else "jointly")
 
 
-def train_and_score_unmix(configuration: Path, settings: Configuration, folder: Path, test: list,
-                          budget: float) -> tuple[list, str, float]:
-    """One unmix side: train within the budget, score its best checkpoint; scores, description, speed."""
-    run, seconds = train_unmix(configuration, folder, budget)
+def score_unmix(configuration: Path, settings: Configuration, run: Path, seconds: float, test: list
+                ) -> tuple[list, str, float]:
+    """One trained unmix side: its best checkpoint's scores, how it trained, how fast it separates."""
     engine = engine_from_run(run)
     epochs = len(read_results(run / "results.csv"))
     scores = score_songs(engine, test, jobs=2)
@@ -266,21 +294,61 @@ def train_and_score_unmix(configuration: Path, settings: Configuration, folder: 
     return scores, described, separation_speed(engine, test)
 
 
+def pin_process(cores: set[int]) -> None:
+    """Every thread of this process onto `cores` (a thread pool started earlier would keep its old cores)."""
+    for thread in Path("/proc/self/task").iterdir():
+        os.sched_setaffinity(int(thread.name), cores)
+
+
+def train_open_unmix_on(cores: list[int], splits: tuple[list, list, list], rate: int, budget: float,
+                        seed: int) -> OpenUnmixRun:
+    """Open-Unmix trained in this process on `cores` only, with one PyTorch thread per core."""
+    everywhere, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    pin_process(set(cores))
+    torch.set_num_threads(len(cores))
+    try:
+        return train_open_unmix(splits[0], splits[1], rate, budget, seed=seed)
+    finally:
+        pin_process(everywhere)
+        torch.set_num_threads(threads)
+
+
+def train_all(repeat: int, sides: list[tuple[Path, Configuration]], folder: Path, splits: tuple[list, list, list],
+              budget: float, side_by_side: bool) -> tuple[list[tuple[Path, float]], OpenUnmixRun]:
+    """Every unmix side's (run, seconds of epochs) and the Open-Unmix training: one after the other
+    on every core, or side by side, each on its own share of the cores."""
+    rate = sides[0][1].collection.sample_rate
+    folders = [folder / f"repeat-{repeat}" / side_name(configuration) for configuration, _ in sides]
+    if not side_by_side:
+        runs = []
+        for (configuration, _), working in zip(sides, folders, strict=True):
+            process = start_unmix_training(configuration, working)
+            runs.append(finish_unmix_training(process, working, guard_deadline(budget)))
+        return runs, train_open_unmix(splits[0], splits[1], rate, budget, seed=repeat)
+    *unmix_cores, umx_cores = core_groups(sorted(os.sched_getaffinity(0)), len(sides) + 1)
+    processes = [start_unmix_training(configuration, working, cores)
+                 for (configuration, _), working, cores in zip(sides, folders, unmix_cores, strict=True)]
+    deadline = guard_deadline(budget)
+    umx = train_open_unmix_on(umx_cores, splits, rate, budget, seed=repeat)
+    runs = [finish_unmix_training(process, working, deadline)
+            for process, working in zip(processes, folders, strict=True)]
+    return runs, umx
+
+
 def run_trial(repeat: int, sides: list[tuple[Path, Configuration]], folder: Path, splits: tuple[list, list, list],
-              budget: float) -> Trial:
+              budget: float, side_by_side: bool) -> Trial:
     """Train and score every side once; repeat `repeat` gets its own working folders and Open-Unmix seed."""
-    training, validation, test = splits
+    test = splits[2]
+    runs, umx = train_all(repeat, sides, folder, splits, budget, side_by_side)
     scores: list = []
     trained: dict[str, str] = {}
     speeds: dict[str, float] = {}
-    for configuration, settings in sides:
+    for (configuration, settings), (run, seconds) in zip(sides, runs, strict=True):
         name = side_name(configuration)
-        side_scores, trained[name], speeds[name] = train_and_score_unmix(
-            configuration, settings, folder / f"repeat-{repeat}" / name, test, budget)
+        side_scores, trained[name], speeds[name] = score_unmix(configuration, settings, run, seconds, test)
         scores += side_scores if not scores else [score for score in side_scores if score.method == name]
 
     rate = sides[0][1].collection.sample_rate
-    umx = train_open_unmix(training, validation, rate, budget, seed=repeat)
     umx_engine = OpenUnmixEngine(umx, sides[0][1])
     umx_scores = score_songs(umx_engine, test, jobs=2)
     scores += [attrs.evolve(score, method=BASELINE) for score in umx_scores if score.method == "model"]
@@ -340,6 +408,9 @@ def main() -> None:
                              "[default: the configuration's]")
     parser.add_argument("--exclude-pieces-of", type=Path, action="append", default=[],
                         help="a demo collection whose pieces the new demo collection must not play (held-out music)")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="train every side at once, each pinned to an equal share of the cores with one "
+                             "thread per core (a repeat takes one budget instead of one per side)")
     arguments = parser.parse_args()
     budget = 60.0 * arguments.budget_minutes
     use_threads(arguments.threads)
@@ -363,10 +434,16 @@ def main() -> None:
         print(f"songs: {len(splits[0])} training, {len(splits[1])} validation, {len(splits[2])} test; "
               f"budget {arguments.budget_minutes:g} min per model, {arguments.repeats} run(s) of each")
         print(f"CPU: {describe_cpu()}\nthreads: {describe_threads()}", flush=True)
+        if arguments.side_by_side:
+            *unmix_cores, umx_cores = core_groups(sorted(os.sched_getaffinity(0)), len(sides) + 1)
+            pinned = ", ".join(f"{side_name(path)} on cores {cores}" for (path, _), cores in
+                               zip(sides, unmix_cores, strict=True))
+            print(f"side by side, one thread per core while training: {pinned}, {BASELINE} on cores {umx_cores}",
+                  flush=True)
 
         trials = []
         for repeat in range(arguments.repeats):
-            trial = run_trial(repeat, sides, folder, splits, budget)
+            trial = run_trial(repeat, sides, folder, splits, budget, arguments.side_by_side)
             print_table(trial.summary, len(splits[2]), settings.collection.target, trial.trained, trial.speeds)
             trials.append(trial)
         if len(trials) > 1:

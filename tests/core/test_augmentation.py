@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 
@@ -10,6 +11,7 @@ from unmix.core.data.augmentation import AugmentationPlan, Augmenter
 from unmix.core.data.batches import BatchSource
 from unmix.core.data.tracks import SongAudio
 from unmix.core.data.transforms import TrainWindowPredictMask
+from unmix.core.data.windows import read_excerpt, read_excerpt_at_speed
 from unmix.core.errors import ConfigurationError
 
 RATE = 22050
@@ -155,3 +157,65 @@ def test_gain_range_shows_in_the_batches() -> None:
     # target / mix = g_t / (g_t + g_r) with both gains in [0.5, 1.5]: between 0.25 and 0.75.
     assert ratios.min() >= 0.25 - 1e-4 and ratios.max() <= 0.75 + 1e-4
     assert ratios.max() - ratios.min() > 0.2
+
+
+def test_pitch_speeds_are_drawn_per_stem_within_the_semitone_range_and_leave_other_draws_alone() -> None:
+    shifted = plans(Augmenter(enabled=True, pitch_semitones=2.0))
+    speeds = np.array([(plan.target_speed, plan.rest_speed) for plan in shifted])
+    assert speeds.min() >= 2 ** (-2 / 12) and speeds.max() <= 2 ** (2 / 12)
+    assert speeds.max() - speeds.min() > 0.15
+    assert not np.allclose(speeds[:, 0], speeds[:, 1])
+    plain = plans(Augmenter(enabled=True))
+    assert all(plan.target_speed == plan.rest_speed == 1.0 for plan in plain)
+    # The speeds are drawn last: gains, swaps and remixes are the ones a run without pitch gets.
+    assert [attrs.evolve(plan, target_speed=1.0, rest_speed=1.0) for plan in shifted] == plain
+    with pytest.raises(ConfigurationError, match="pitch_semitones"):
+        Augmenter(pitch_semitones=13)
+
+
+def peak_frequency(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
+    return float(np.argmax(spectrum) * RATE / samples.size)
+
+
+def test_reading_at_a_speed_moves_the_pitch_by_that_factor() -> None:
+    target, _ = stereo_stems(RATE)
+    up_three = 2 ** (3 / 12)
+    faster = read_excerpt_at_speed(target, 100, 8192, up_three)
+    assert faster.shape == (2, 8192) and faster.dtype == np.float32
+    assert peak_frequency(faster[0]) == pytest.approx(440 * up_three, abs=3)
+    assert peak_frequency(faster[1]) == pytest.approx(660 * up_three, abs=3)
+    slower = read_excerpt_at_speed(target, 0, 8192, 1 / up_three)
+    assert peak_frequency(slower[0]) == pytest.approx(440 / up_three, abs=3)
+    np.testing.assert_array_equal(read_excerpt_at_speed(target, 5, 300, 1.0), read_excerpt(target, 5, 305))
+    past_the_end = read_excerpt_at_speed(target, RATE - 100, 400, 1.5)
+    assert np.all(past_the_end[:, 70:] == 0) and np.any(past_the_end[:, :60] != 0)
+
+
+def test_batch_source_plays_the_stems_in_other_registers() -> None:
+    """A 440 Hz target read with up to 12 semitones of pitch augmentation: the windows' target
+    peaks spread over the octave either side, which the unaugmented windows never leave."""
+    samples = RATE * 4
+    tone = np.sin(2 * np.pi * 440 * np.arange(samples) / RATE).astype(np.float32)[None]
+    songs = [SongAudio(name=name, collection="test", sample_rate=RATE, target=tone, rest=np.zeros_like(tone))
+             for name in ("a", "b")]
+    settings = Configuration(
+        collection=Collection(sample_rate=RATE),
+        augmentation=Augmentation(enabled=True, gain_min=1.0, gain_max=1.0, remix_probability=0.0,
+                                  pitch_semitones=12.0),
+    )
+    transform = TrainWindowPredictMask(normalizer="")
+    bin_hz = RATE / settings.spectrogram_generation.fft_length
+
+    def peaks(source: BatchSource) -> np.ndarray:
+        """The loudest frequency of each window's centre frame; windows past the songs' end are silent."""
+        centres = [inputs[0, :, 32, 0] for inputs, _ in source.epoch(0)]
+        return np.array([np.argmax(centre) * bin_hz for centre in centres if centre.max() > 0])
+
+    with BatchSource(songs, transform, settings, workers=0, batch_size=1) as source:
+        shifted = peaks(source)
+    with BatchSource(songs, transform, settings, workers=0, batch_size=1, augment=False) as plain:
+        unshifted = peaks(plain)
+    assert np.all(np.abs(unshifted - 440) <= bin_hz)
+    assert shifted.min() >= 220 - bin_hz and shifted.max() <= 880 + bin_hz
+    assert shifted.max() - shifted.min() > 200

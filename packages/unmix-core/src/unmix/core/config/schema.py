@@ -269,6 +269,7 @@ class Augmentation:
     gain_max: float = setting(1.25, minimum=0.0)
     channel_swap: bool = setting(True)
     remix_probability: float = setting(0.5, minimum=0.0, maximum=1.0)
+    pitch_semitones: float = setting(0.0, minimum=0.0, maximum=12.0)
 
 
 @attrs.frozen

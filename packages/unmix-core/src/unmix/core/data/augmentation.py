@@ -9,7 +9,12 @@ training excerpt is changed before its STFT, in the time domain where the change
 - channel swap (`channel_swap`, stereo only): each stem's left and right are exchanged with
   probability 1/2, independently;
 - remix (`remix_probability`): the rest is replaced by the rest of another song, from a random
-  offset, so targets are heard against accompaniments they were never recorded with.
+  offset, so targets are heard against accompaniments they were never recorded with;
+- pitch (`pitch_semitones`): each stem is played back at its own speed, drawn so that its pitch
+  moves by up to that many semitones either way (tape-style: tempo moves with it), so a few songs
+  yield an instrument in many registers. The stems are resampled by linear interpolation when
+  read (`read_excerpt_at_speed`); since target and rest change apart, this is for remix-heavy
+  training, where the two are unrelated anyway.
 
 Everything random is drawn into an `AugmentationPlan` first, from a generator the data pipeline
 seeds per item, so a batch is the same whichever worker thread builds it, and tests can check a
@@ -44,6 +49,9 @@ class AugmentationPlan:
     # Index of the song whose rest replaces this excerpt's rest, and the first sample to take.
     remix_song: int | None = None
     remix_offset: int = 0
+    # Playback speed of each stem: 2 ** (semitones / 12); above 1 is higher and faster.
+    target_speed: float = 1.0
+    rest_speed: float = 1.0
 
     @property
     def is_identity(self) -> bool:
@@ -80,6 +88,7 @@ class Augmenter:
     gain_max: float = attrs.field(default=1.25, validator=_check_gains)
     channel_swap: bool = True
     remix_probability: float = 0.5
+    pitch_semitones: float = 0.0
 
     def __attrs_post_init__(self) -> None:
         if self.gain_min > self.gain_max:
@@ -91,6 +100,10 @@ class Augmenter:
             raise ConfigurationError(
                 f"augmentation.remix_probability must be between 0 and 1, got {self.remix_probability}"
             )
+        if not 0.0 <= self.pitch_semitones <= 12.0:
+            raise ConfigurationError(
+                f"augmentation.pitch_semitones must be between 0 and 12, got {self.pitch_semitones}"
+            )
 
     @classmethod
     def from_configuration(cls, configuration: Configuration) -> Augmenter:
@@ -101,6 +114,7 @@ class Augmenter:
             gain_max=section.gain_max,
             channel_swap=section.channel_swap,
             remix_probability=section.remix_probability,
+            pitch_semitones=section.pitch_semitones,
         )
 
     def plan(
@@ -133,6 +147,10 @@ class Augmenter:
                 remix_song += 1
             room = int(song_lengths[remix_song]) - excerpt_samples
             remix_offset = int(rng.integers(room + 1)) if room > 0 else 0
+        # Drawn last, and only when on, so that plans without it stay what they were.
+        target_speed = rest_speed = 1.0
+        if self.pitch_semitones:
+            target_speed, rest_speed = 2.0 ** (rng.uniform(-self.pitch_semitones, self.pitch_semitones, size=2) / 12)
         return AugmentationPlan(
             target_gain=float(target_gain),
             rest_gain=float(rest_gain),
@@ -140,4 +158,6 @@ class Augmenter:
             swap_rest=swap_rest,
             remix_song=remix_song,
             remix_offset=remix_offset,
+            target_speed=float(target_speed),
+            rest_speed=float(rest_speed),
         )

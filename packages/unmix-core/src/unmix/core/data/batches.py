@@ -58,6 +58,7 @@ from unmix.core.data.windows import (
     chunk_indices,
     excerpt_spectrogram,
     read_excerpt,
+    read_excerpt_at_speed,
     song_frame_count,
     window_first_frame,
     window_indices,
@@ -189,15 +190,7 @@ class BatchSource:
         )
         limit = configuration.training.limit_items_per_song if limit_items_per_song is None else limit_items_per_song
         augmenter = Augmenter.from_configuration(configuration)
-        if augment is not None:
-            augmenter = Augmenter(
-                enabled=augment,
-                gain_min=augmenter.gain_min,
-                gain_max=augmenter.gain_max,
-                channel_swap=augmenter.channel_swap,
-                remix_probability=augmenter.remix_probability,
-            )
-        self.augmenter = augmenter
+        self.augmenter = augmenter if augment is None else attrs.evolve(augmenter, enabled=augment)
         self.bins = self.fft_length // 2 + 1
         self.waveform = transform.kind == "waveform"
         self.random_offsets = random_offsets and self.waveform
@@ -280,14 +273,8 @@ class BatchSource:
             self.fft_length,
             self.hop_length,
         )
-        target = read_excerpt(song.target, span.sample_start, span.sample_stop)
-        rest = read_excerpt(song.rest, span.sample_start, span.sample_stop)
-        if rng is not None and self.augmenter.enabled and not span.is_empty:
-            plan = self.augmenter.plan(rng, song_index, self.song_lengths, span.sample_count, self.channels)
-            if plan.remix_song is not None:
-                partner = self._open_songs.get(plan.remix_song)
-                rest = read_excerpt(partner.rest, plan.remix_offset, plan.remix_offset + span.sample_count)
-            target, rest = plan.apply(target, rest)
+        augment = rng is not None and self.augmenter.enabled and not span.is_empty
+        target, rest = self._stems(song_index, span.sample_start, span.sample_count, rng if augment else None)
         # Mix and target go through one FFT call: stacked as 2 * channels rows.
         stacked = np.concatenate([target + rest, target])
         spectrogram = excerpt_spectrogram(stacked, span, self.fft_length, self.hop_length)
@@ -297,21 +284,27 @@ class BatchSource:
         self, song_index: int, chunk_index: int, rng: np.random.Generator | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(mix, target) samples of one waveform chunk, augmented as a window would be."""
-        song = self._open_songs.get(song_index)
         size, step = self.transform.size, self.transform.step
         start = chunk_index * step
         if rng is not None and self.random_offsets:
             start += int(rng.integers(step))
         start = min(start, max(int(self.song_lengths[song_index]) - size, 0))
-        target = read_excerpt(song.target, start, start + size)
-        rest = read_excerpt(song.rest, start, start + size)
-        if rng is not None and self.augmenter.enabled:
-            plan = self.augmenter.plan(rng, song_index, self.song_lengths, size, self.channels)
-            if plan.remix_song is not None:
-                partner = self._open_songs.get(plan.remix_song)
-                rest = read_excerpt(partner.rest, plan.remix_offset, plan.remix_offset + size)
-            target, rest = plan.apply(target, rest)
+        target, rest = self._stems(song_index, start, size, rng if self.augmenter.enabled else None)
         return self.transform.training_pair(target + rest, target)
+
+    def _stems(self, song_index: int, start: int, count: int, rng: np.random.Generator | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(target, rest) samples of an excerpt, augmented when `rng` is given: the plan decides
+        where the rest comes from and how fast each stem is read, then scales and swaps them."""
+        song = self._open_songs.get(song_index)
+        if rng is None:
+            return read_excerpt(song.target, start, start + count), read_excerpt(song.rest, start, start + count)
+        plan = self.augmenter.plan(rng, song_index, self.song_lengths, count, self.channels)
+        rest_song, rest_start = (song, start) if plan.remix_song is None else (
+            self._open_songs.get(plan.remix_song), plan.remix_offset)
+        target = read_excerpt_at_speed(song.target, start, count, plan.target_speed)
+        rest = read_excerpt_at_speed(rest_song.rest, rest_start, count, plan.rest_speed)
+        return plan.apply(target, rest)
 
     def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch `index` of epoch `epoch`, computed in the calling thread."""
