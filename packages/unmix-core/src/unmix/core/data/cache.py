@@ -144,9 +144,17 @@ class CachedSong:
                          target=target, rest=rest)
 
 
+# np.load parses each file's header with ast.literal_eval, which CPython 3.11 (seen on 3.11.7, 30
+# minutes into a training; python/cpython#106905) can fail with "SystemError: AST constructor
+# recursion depth mismatch" when threads parse at the same time, as the batch source's workers
+# opening songs do: one header is read at a time.
+_HEADER_LOCK = threading.Lock()
+
+
 def _map(path: Path, song: CachedSong) -> np.ndarray:
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        with _HEADER_LOCK:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
         raise AudioError(f"the cached stem '{path}' cannot be read ({error}); run `unmix generate` again "
                          "to rebuild it") from None
