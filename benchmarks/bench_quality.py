@@ -314,18 +314,19 @@ def train_open_unmix_on(cores: list[int], splits: tuple[list, list, list], rate:
 
 
 def train_all(repeat: int, sides: list[tuple[Path, Configuration]], folder: Path, splits: tuple[list, list, list],
-              budget: float, side_by_side: bool) -> tuple[list[tuple[Path, float]], OpenUnmixRun]:
+              budget: float, shares: list[list[int]] | None) -> tuple[list[tuple[Path, float]], OpenUnmixRun]:
     """Every unmix side's (run, seconds of epochs) and the Open-Unmix training: one after the other
-    on every core, or side by side, each on its own share of the cores."""
+    on every core, or side by side, each on its own share of the cores (`shares`: the sides', then
+    Open-Unmix's)."""
     rate = sides[0][1].collection.sample_rate
     folders = [folder / f"repeat-{repeat}" / side_name(configuration) for configuration, _ in sides]
-    if not side_by_side:
+    if shares is None:
         runs = []
         for (configuration, _), working in zip(sides, folders, strict=True):
             process = start_unmix_training(configuration, working)
             runs.append(finish_unmix_training(process, working, guard_deadline(budget)))
         return runs, train_open_unmix(splits[0], splits[1], rate, budget, seed=repeat)
-    *unmix_cores, umx_cores = core_groups(sorted(os.sched_getaffinity(0)), len(sides) + 1)
+    *unmix_cores, umx_cores = shares
     processes = [start_unmix_training(configuration, working, cores)
                  for (configuration, _), working, cores in zip(sides, folders, unmix_cores, strict=True)]
     deadline = guard_deadline(budget)
@@ -336,10 +337,10 @@ def train_all(repeat: int, sides: list[tuple[Path, Configuration]], folder: Path
 
 
 def run_trial(repeat: int, sides: list[tuple[Path, Configuration]], folder: Path, splits: tuple[list, list, list],
-              budget: float, side_by_side: bool) -> Trial:
+              budget: float, shares: list[list[int]] | None) -> Trial:
     """Train and score every side once; repeat `repeat` gets its own working folders and Open-Unmix seed."""
     test = splits[2]
-    runs, umx = train_all(repeat, sides, folder, splits, budget, side_by_side)
+    runs, umx = train_all(repeat, sides, folder, splits, budget, shares)
     scores: list = []
     trained: dict[str, str] = {}
     speeds: dict[str, float] = {}
@@ -434,8 +435,9 @@ def main() -> None:
         print(f"songs: {len(splits[0])} training, {len(splits[1])} validation, {len(splits[2])} test; "
               f"budget {arguments.budget_minutes:g} min per model, {arguments.repeats} run(s) of each")
         print(f"CPU: {describe_cpu()}\nthreads: {describe_threads()}", flush=True)
-        if arguments.side_by_side:
-            *unmix_cores, umx_cores = core_groups(sorted(os.sched_getaffinity(0)), len(sides) + 1)
+        shares = core_groups(sorted(os.sched_getaffinity(0)), len(sides) + 1) if arguments.side_by_side else None
+        if shares is not None:
+            *unmix_cores, umx_cores = shares
             pinned = ", ".join(f"{side_name(path)} on cores {cores}" for (path, _), cores in
                                zip(sides, unmix_cores, strict=True))
             print(f"side by side, one thread per core while training: {pinned}, {BASELINE} on cores {umx_cores}",
@@ -443,7 +445,7 @@ def main() -> None:
 
         trials = []
         for repeat in range(arguments.repeats):
-            trial = run_trial(repeat, sides, folder, splits, budget, arguments.side_by_side)
+            trial = run_trial(repeat, sides, folder, splits, budget, shares)
             print_table(trial.summary, len(splits[2]), settings.collection.target, trial.trained, trial.speeds)
             trials.append(trial)
         if len(trials) > 1:
