@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import soundfile
 import torch
@@ -69,18 +70,18 @@ def test_an_exported_model_separates_as_its_framework_does(tmp_path, collection,
     assert exported.path == run / "export" / f"{run.name}.onnx"
     assert exported.largest_difference < 1e-4
 
-    framework, onnx = create_engine(run), create_engine(exported.path)
-    assert onnx.model.backend == "onnxruntime" and onnx.target == framework.target == "vocals"
-    assert onnx.model.trainable_parameters() == framework.model.trainable_parameters()
+    framework, runtime = create_engine(run), create_engine(exported.path)
+    assert runtime.model.backend == "onnxruntime" and runtime.target == framework.target == "vocals"
+    assert runtime.model.trainable_parameters() == framework.model.trainable_parameters()
     mix = soundfile.read(next(collection.glob("song00/vocals_*.wav")), dtype="float32")[0].T
     mix = mix + soundfile.read(next(collection.glob("song00/rest_*.wav")), dtype="float32")[0].T
     framework_target, _ = separate(framework, mix, 8000)
-    onnx_target, onnx_rest = separate(onnx, mix, 8000)
-    assert onnx_target.shape == mix.shape
-    np.testing.assert_allclose(onnx_target + onnx_rest, mix, atol=1e-6)
-    assert level_db(onnx_target - framework_target, framework_target) < -60
+    runtime_target, runtime_rest = separate(runtime, mix, 8000)
+    assert runtime_target.shape == mix.shape
+    np.testing.assert_allclose(runtime_target + runtime_rest, mix, atol=1e-6)
+    assert level_db(runtime_target - framework_target, framework_target) < -60
 
-    found = onnx.model.metadata
+    found = runtime.model.metadata
     assert found[metadata.MODEL] == model and found[metadata.TARGET] == "vocals"
     assert found[metadata.SAMPLE_RATE] == "8000" and found[metadata.CHANNELS] == "2"
     assert found[metadata.KIND] == ("waveform" if "roformer" in model else "spectrogram")
@@ -91,6 +92,9 @@ def test_an_exported_model_separates_as_its_framework_does(tmp_path, collection,
     else:
         assert graph == {"graph": "predict"}
     assert json.loads(found[metadata.CONFIGURATION])["training"]["model"]["name"] == MODELS[model][1]
+    # onnxruntime's scatter-adds race between threads on repeated indices (the mel-band model's overlapping
+    # bands did: one call in ten off by up to 1.0 in the mask), so no exported graph may hold one.
+    assert not [node.op_type for node in onnx.load(exported.path).graph.node if node.op_type.startswith("Scatter")]
 
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,19 @@ def test_a_mask_of_one_returns_the_mix(model, channels):
         assert torch.allclose(network(audio), audio, atol=1e-5)
 
 
+def test_the_mel_model_averages_the_masks_of_the_bands_that_cover_a_bin():
+    network = tiny("torch:mel-roformer", 2)
+    rows, entries, frames = network.bins * 2, len(network.freq_indices), 3
+    per_band = torch.randn(1, entries, frames, 2)
+    expected, counts = torch.zeros(1, rows, frames, 2), torch.zeros(rows)
+    for position, row in enumerate(network.freq_indices.tolist()):
+        expected[:, row] += per_band[:, position]
+        counts[row] += 1
+    assert counts.min() == 1 and counts.max() == 2
+    mask = per_band.transpose(1, 2).reshape(1, frames, entries * 2)
+    assert torch.allclose(network.band_mask(mask, rows), expected / counts[None, :, None, None])
+
+
 def test_zero_dc_clears_the_0_hz_bin_only():
     """A tone on bin 20 passes a mask of one untouched; a constant loses its 0 Hz bin (a Hann window spreads
     it over bins 0 and 1, so a third of it is left)."""

@@ -315,6 +315,8 @@ class MelBandRoformer(_Roformer):
         self.register_buffer("freq_indices", torch.tensor(rows.tolist(), dtype=torch.long), persistent=False)
         self.register_buffer("num_bands_per_freq", torch.tensor(bands_per_row.tolist(), dtype=torch.long),
                              persistent=False)
+        self.register_buffer("band_entries_of_row", torch.tensor(_entries_per_row(rows, len(bands_per_row)).tolist(),
+                                                                 dtype=torch.long), persistent=False)
         band_features = [2 * int(count) * self.channels for count in covered.sum(axis=1)]
         self._build_bands(band_features, options["mask_estimator_depth"] + 1)
 
@@ -322,7 +324,19 @@ class MelBandRoformer(_Roformer):
         return stft[:, self.freq_indices].transpose(1, 2).flatten(2)
 
     def band_mask(self, mask: torch.Tensor, rows: int) -> torch.Tensor:
+        """The bands' masks of each row gathered and summed, not scattered with `index_add`: exported to ONNX,
+        a scatter-add onto repeated rows is onnxruntime's ScatterND, whose threads race on those rows
+        (onnxruntime 1.32 on 2 threads: one call in about ten off by up to 1.0 in the mask)."""
         per_band = _complex_mask(mask)
-        batch, _rows, frames, _parts = per_band.shape
-        summed = per_band.new_zeros(batch, rows, frames, 2).index_add(1, self.freq_indices, per_band)
+        batch, _entries, frames, parts = per_band.shape
+        padded = torch.cat((per_band, per_band.new_zeros(batch, 1, frames, parts)), dim=1)
+        summed = sum(padded[:, entries] for entries in self.band_entries_of_row.unbind(1))
         return summed / self.num_bands_per_freq[:, None, None]
+
+
+def _entries_per_row(rows: np.ndarray, row_count: int) -> np.ndarray:
+    """(row_count, most bands of a row): the positions in the bands' concatenated rows that hold each row, padded
+    with len(rows), which `band_mask` points at a zero entry."""
+    entries = [np.flatnonzero(rows == row) for row in range(row_count)]
+    widest = max(len(found) for found in entries)
+    return np.stack([np.pad(found, (0, widest - len(found)), constant_values=len(rows)) for found in entries])
