@@ -102,7 +102,7 @@ def test_the_mel_model_averages_the_masks_of_the_bands_that_cover_a_bin():
         counts[row] += 1
     assert counts.min() == 1 and counts.max() == 2
     mask = per_band.transpose(1, 2).reshape(1, frames, entries * 2)
-    assert torch.allclose(network.band_mask(mask, rows), expected / counts[None, :, None, None])
+    assert torch.allclose(network.band_mask(mask), expected / counts[None, :, None, None])
 
 
 def test_zero_dc_clears_the_0_hz_bin_only():

@@ -243,7 +243,7 @@ class _Roformer(nn.Module):
         """Real (batch, bins * channels, frames, real/imaginary) -> features (batch, frames, all bands' features)."""
         raise NotImplementedError
 
-    def band_mask(self, mask: torch.Tensor, rows: int) -> torch.Tensor:
+    def band_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """The estimated (batch, frames, all bands' features) as one complex mask per row: (batch, rows, frames, 2)."""
         raise NotImplementedError
 
@@ -264,7 +264,7 @@ class _Roformer(nn.Module):
             x = freq_transformer(x.reshape(batch * frames, bands, dim)).reshape(batch, frames, bands, dim)
         if not self.norm_each_transformer:
             x = self.final_norm(x)
-        mask = self.band_mask(self.mask_estimators[0](x), stft.shape[1])
+        mask = self.band_mask(self.mask_estimators[0](x))
         real, imaginary = stft.float().unbind(-1)
         mask_real, mask_imaginary = mask.unbind(-1)
         return torch.stack((real * mask_real - imaginary * mask_imaginary,
@@ -296,7 +296,7 @@ class BSRoformer(_Roformer):
     def band_input(self, stft: torch.Tensor) -> torch.Tensor:
         return stft.transpose(1, 2).flatten(2)
 
-    def band_mask(self, mask: torch.Tensor, rows: int) -> torch.Tensor:
+    def band_mask(self, mask: torch.Tensor) -> torch.Tensor:
         return _complex_mask(mask)
 
 
@@ -323,7 +323,7 @@ class MelBandRoformer(_Roformer):
     def band_input(self, stft: torch.Tensor) -> torch.Tensor:
         return stft[:, self.freq_indices].transpose(1, 2).flatten(2)
 
-    def band_mask(self, mask: torch.Tensor, rows: int) -> torch.Tensor:
+    def band_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """The bands' masks of each row gathered and summed, not scattered with `index_add`: exported to ONNX,
         a scatter-add onto repeated rows is onnxruntime's ScatterND, whose threads race on those rows
         (onnxruntime 1.32 on 2 threads: one call in about ten off by up to 1.0 in the mask)."""
