@@ -11,6 +11,7 @@ from unmix.core.data.transforms import (
     MaskTransform,
     TrainWindowPredictMask,
     TrainWindowPredictMaskHann,
+    TrainWindowPredictMaskPhaseSensitive,
     WindowTransform,
     create_transform,
 )
@@ -37,7 +38,8 @@ def windows(channels: int = 1, first_frame: int = 40) -> tuple[np.ndarray, np.nd
     return mix_window, target_window
 
 
-ALL = [TrainWindowPredictMask, TrainWindowPredictMaskHann, WindowTransform, MaskTransform, MaskIbmTransform]
+ALL = [TrainWindowPredictMask, TrainWindowPredictMaskHann, TrainWindowPredictMaskPhaseSensitive, WindowTransform,
+       MaskTransform, MaskIbmTransform]
 
 
 def test_the_built_in_transforms_are_registered_as_a_plugin() -> None:
@@ -159,6 +161,25 @@ def test_ratio_mask_target_is_in_zero_one_and_correct() -> None:
     np.testing.assert_allclose(target[:, 0, 0], np.clip(ratio, 0, 1), rtol=1e-6)
     # Not the seed's constant 1: the sine's bins are near 1, the noise bins far below.
     assert target.max() > 0.9 and target.min() < 0.1
+
+
+def test_phase_sensitive_target_is_the_part_of_the_target_along_the_mix_phase() -> None:
+    mix_window, target_window = windows(1)
+    transform = TrainWindowPredictMaskPhaseSensitive(normalizer="")
+    model_input, target = transform.training_pair(mix_window, target_window)
+    _, magnitude_target = TrainWindowPredictMask(normalizer="").training_pair(mix_window, target_window)
+    assert target.shape == model_input.shape == (BINS, SIZE, 1)
+    phase_difference = np.angle(target_window) - np.angle(mix_window)
+    expected = np.clip(np.abs(target_window) * np.cos(phase_difference), 0.0, np.abs(mix_window))
+    np.testing.assert_allclose(target[..., 0], expected[0], rtol=1e-5, atol=1e-5)
+    # Never above |target| nor |mix|, and below |target| where the noise turns the mix's phase away.
+    assert np.all(target <= magnitude_target + 1e-5) and np.all(target <= model_input + 1e-5)
+    assert np.mean(target < 0.9 * magnitude_target) > 0.1
+    # Where the target is in phase with the mix the two targets agree; in anti-phase it is zero.
+    _, in_phase = transform.training_pair(mix_window, 0.5 * mix_window)
+    np.testing.assert_allclose(in_phase, 0.5 * model_input, rtol=1e-5, atol=1e-7)
+    _, anti_phase = transform.training_pair(mix_window, -0.5 * mix_window)
+    assert not anti_phase.any()
 
 
 def test_ideal_binary_mask_marks_where_the_target_is_louder_than_the_rest() -> None:

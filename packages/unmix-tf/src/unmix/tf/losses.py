@@ -69,6 +69,10 @@ def _l11_loss_mean(targets: tf.Tensor, outputs: tf.Tensor, inputs: tf.Tensor) ->
     return tf.reduce_mean(tf.abs(targets - inputs * outputs))
 
 
+def _masked_squared_error(targets: tf.Tensor, outputs: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(tf.square(targets - inputs * outputs))
+
+
 LOSS_FORMULAS: dict[str, LossFunction] = {
     "mean_squared_error": _mean_squared_error,
     "mean_absolute_error": _mean_absolute_error,
@@ -79,6 +83,7 @@ LOSS_FORMULAS: dict[str, LossFunction] = {
     "euclidean_loss": _euclidean_loss,
     "L11_loss": _l11_loss,
     "L11_loss_mean": _l11_loss_mean,
+    "masked_squared_error": _masked_squared_error,
 }
 
 METRIC_FORMULAS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {

@@ -71,6 +71,10 @@ def _l11_loss_mean(targets: torch.Tensor, outputs: torch.Tensor, inputs: torch.T
     return torch.mean(torch.abs(targets - inputs * outputs))
 
 
+def _masked_squared_error(targets: torch.Tensor, outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    return torch.mean(torch.square(targets - inputs * outputs))
+
+
 def _multi_resolution_stft(targets: torch.Tensor, outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """Spectral convergence plus log-magnitude L1, averaged over core's resolutions, of (batch, channels,
     samples) chunks: every channel is its own signal."""
@@ -107,6 +111,7 @@ LOSS_FORMULAS: dict[str, LossFunction] = {
     "euclidean_loss": _euclidean_loss,
     "L11_loss": _l11_loss,
     "L11_loss_mean": _l11_loss_mean,
+    "masked_squared_error": _masked_squared_error,
     "multi_resolution_stft": _multi_resolution_stft,
 }
 
