@@ -106,7 +106,7 @@ LOSSES: tuple[LossDefinition, ...] = (
     LossDefinition("L11_loss_mean", uses_input=True, kind="spectrogram"),
     # Not in the seed: the squared counterpart of L11_loss_mean. Its minimum is the conditional mean
     # of the target rather than the median, the estimate that minimises the squared error which
-    # whole-track SDR measures.
+    # whole-track SDR measures; for the band hourglass it measured worse (docs/models.md).
     LossDefinition("masked_squared_error", uses_input=True, kind="spectrogram"),
     LossDefinition("waveform_l1", same_as="mean_absolute_error", kind="waveform"),
     LossDefinition("multi_resolution_stft", kind="waveform"),
