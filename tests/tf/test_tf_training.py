@@ -131,7 +131,7 @@ def test_seed_models_train_a_step(name, input_shape, output_frames):
 
 
 def numpy_loss(name: str, targets: np.ndarray, outputs: np.ndarray, inputs: np.ndarray) -> float:
-    """The seed's definitions, written out in numpy."""
+    """The seed's definitions (and unmix's masked squared error), written out in numpy."""
     difference = outputs - targets
     epsilon = 1e-7
     clipped = np.clip(outputs, epsilon, 1 - epsilon)
@@ -148,6 +148,7 @@ def numpy_loss(name: str, targets: np.ndarray, outputs: np.ndarray, inputs: np.n
         "euclidean_loss": np.sqrt(np.sum(difference**2)),
         "L11_loss": np.sum(np.abs(targets - inputs * outputs)),
         "L11_loss_mean": np.mean(np.abs(targets - inputs * outputs)),
+        "masked_squared_error": np.mean((targets - inputs * outputs) ** 2),
     }[name]
 
 
