@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -241,3 +242,25 @@ def test_songs_that_do_not_match_the_configuration_are_user_errors(songs) -> Non
         BatchSource(songs, TrainWindowPredictMask(), attrs.evolve(settings(), collection=Collection(sample_rate=44100)))
     with pytest.raises(UnmixError, match="no songs"):
         BatchSource([], TrainWindowPredictMask(), settings())
+
+
+def test_validation_songs_with_fewer_windows_than_a_batch_still_validate(tmp_path: Path) -> None:
+    from tests.training_fixtures import register_gain_model, write_configuration, write_seed_collection
+    from unmix.core.config.loader import load_configuration
+    from unmix.core.data.training_data import prepare_training_data
+
+    register_gain_model()
+    collection = write_seed_collection(tmp_path / "songs", songs=4, seconds=1.0)
+    configuration = write_configuration(tmp_path / "tiny.jsonc", collection, "gain-mask", epochs=1)
+    settings = json.loads(configuration.read_text().split("\n", 1)[1])
+    settings["collection"]["validation_ratio"] = 0.4
+    settings["training"]["batch_size"] = 12
+    configuration.write_text(json.dumps(settings))
+
+    data = prepare_training_data(load_configuration(configuration))
+
+    windows = data.validation.item_count
+    assert len(data.validation.songs) == 1 and 0 < windows < 12
+    assert len(data.validation) == 1
+    inputs, targets = next(iter(data.validation.epoch(0)))
+    assert len(inputs) == len(targets) == windows

@@ -148,8 +148,10 @@ def prepare_training_data(loaded: LoadedConfiguration, seed: int = 0) -> Trainin
     check_sizes_fit_songs(loaded, split.training, transform.kind)
     training = BatchSource(list(split.training), transform, settings, seed=seed)
     check_batch_size_fits(loaded, training)
+    # Every validation window counts, the last partial batch too: a few validation songs with long
+    # windows may hold fewer windows than one batch, and dropping them would leave no validation at all.
     validation = (BatchSource(list(split.validation), transform, settings, seed=seed + 1, augment=False,
-                              random_offsets=False)
+                              random_offsets=False, drop_remainder=False)
                   if split.validation else None)
     bins = settings.spectrogram_generation.fft_length // 2 + 1
     return TrainingData(training=training, validation=validation, test_songs=split.test, transform=transform,
