@@ -24,6 +24,9 @@ numbers only with numbers measured the same way.
 One training of each is one sample of a noisy process (threaded batches, non-deterministic kernels,
 few test songs): `--repeats N` trains both N times and reports, per metric, the median over runs
 and the spread (min-max), and calls a side ahead only where the two spreads do not overlap.
+A median over 5 test songs moves with a single song, so every run also prints the mean and each
+song's target whole-track SDR, and writes every song's scores to `repeat-N/scores.json` in the
+output folder.
 
 - unmix trains with `unmix train` in a subprocess, with the configuration's epoch count raised,
   early stopping off and `training.time_limit_minutes` set to the budget, so its epochs (training,
@@ -81,7 +84,7 @@ from unmix.core.data.collection import split_collection  # noqa: E402
 from unmix.core.data.tracks import SongAudio  # noqa: E402
 from unmix.core.data.training_data import collection_songs  # noqa: E402
 from unmix.core.evaluation.evaluate import score_songs  # noqa: E402
-from unmix.core.evaluation.metrics import aggregate, fraction_of_gap  # noqa: E402
+from unmix.core.evaluation.metrics import SongScores, aggregate, fraction_of_gap  # noqa: E402
 from unmix.core.separation.prediction import engine_from_run  # noqa: E402
 from unmix.core.training.callbacks import read_results  # noqa: E402
 
@@ -198,6 +201,11 @@ def median(summary: dict, method: str, stem: str, metric: str) -> float:
     return math.nan if value is None else value.median
 
 
+def mean(summary: dict, method: str, stem: str, metric: str) -> float:
+    value = summary.get(method, {}).get(stem, {}).get(metric)
+    return math.nan if value is None else value.mean
+
+
 def print_table(summary: dict, songs: int, target: str, trained: dict[str, str], speeds: dict[str, float]) -> None:
     models = list(trained)
     methods = ["mixture", *models, "oracle"]
@@ -210,6 +218,8 @@ def print_table(summary: dict, songs: int, target: str, trained: dict[str, str],
         gaps = [fraction_of_gap(values[model], values["mixture"], values["oracle"]) for model in models]
         print(f"{stem:<7}{metric:<13}" + "".join(f"{values[method]:>{width}.2f}" for method in methods)
               + "".join(f"{100 * gap:>7.0f}%" if not math.isnan(gap) else f"{'':>8}" for gap in gaps))
+    print(f"{'target':<7}{'sdr, mean':<13}" + "".join(f"{mean(summary, method, 'target', 'sdr'):>{width}.2f}"
+                                                      for method in methods))
     for number, model in enumerate(models, start=1):
         print(f"{number} {model}: {trained[model]}; separates {speeds[model]:.0f}x real time")
     baseline = median(summary, BASELINE, "target", "sdr")
@@ -220,10 +230,32 @@ def print_table(summary: dict, songs: int, target: str, trained: dict[str, str],
               f"separates at least as fast: {'yes' if faster else 'NO'}")
 
 
+def print_per_song(scores: list[SongScores], methods: list[str]) -> None:
+    """Target whole-track SDR of every test song: a median over 5 songs moves with one song, and the
+    songs show whether a change helped everywhere or only where it was already good."""
+    by_song: dict[str, dict[str, float]] = {}
+    for score in scores:
+        by_song.setdefault(score.song, {})[score.method] = score.stems["target"]["sdr"]
+    width = max(12, *(len(method) + 2 for method in methods))
+    print("\ntarget whole-track SDR per test song, dB")
+    print(f"{'song':<40}" + "".join(f"{method:>{width}}" for method in methods))
+    for song, values in by_song.items():
+        print(f"{song[:39]:<40}" + "".join(f"{values.get(method, math.nan):>{width}.2f}" for method in methods))
+
+
+def write_scores(scores: list[SongScores], path: Path) -> None:
+    """Every song's every score, so a run can be looked at again without training it again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([{"song": score.song, "method": score.method, **score.flat()} for score in scores],
+                               indent=1))
+
+
 @attrs.frozen
 class Trial:
-    """One training of each side, scored: the per-method summary, how each trained, how fast each separates."""
+    """One training of each side, scored: every song's scores and their summary, how each trained,
+    how fast each separates."""
 
+    scores: list[SongScores]
     summary: dict
     trained: dict[str, str]
     speeds: dict[str, float]
@@ -269,6 +301,8 @@ def print_spreads(trials: list[Trial], songs: int, target: str) -> None:
         verdicts = ", ".join(comparison(spreads[model], spreads[BASELINE]) for model in models[:-1])
         print(f"{stem:<7}{metric:<13}{floor:>9.2f}" + "".join(f"{spreads[model]!s:>{width}}" for model in models)
               + f"{ceiling:>9.2f}  {verdicts}")
+    means = {model: Spread.of([mean(trial.summary, model, "target", "sdr") for trial in trials]) for model in models}
+    print(f"{'target':<7}{'sdr, mean':<13}{'':>9}" + "".join(f"{means[model]!s:>{width}}" for model in models))
     for model in models:
         print(f"{model}: separates {Spread.of([trial.speeds[model] for trial in trials])}x real time")
 
@@ -358,7 +392,8 @@ def run_trial(repeat: int, sides: list[tuple[Path, Configuration]], folder: Path
                          f"{umx.parameters:,} parameters, n_fft {umx.n_fft}, hop {umx.hop_length}, {rate} Hz, "
                          f"{channel_handling(test[0].channels, umx.channels)}, "
                          f"best validation loss {umx.best_validation_loss}")
-    return Trial(aggregate(scores), trained, speeds)
+    write_scores(scores, folder / f"repeat-{repeat}" / "scores.json")
+    return Trial(scores, aggregate(scores), trained, speeds)
 
 
 def describe_collection(collection: Path) -> str:
@@ -447,6 +482,7 @@ def main() -> None:
         for repeat in range(arguments.repeats):
             trial = run_trial(repeat, sides, folder, splits, budget, shares)
             print_table(trial.summary, len(splits[2]), settings.collection.target, trial.trained, trial.speeds)
+            print_per_song(trial.scores, ["mixture", *trial.trained, "oracle"])
             trials.append(trial)
         if len(trials) > 1:
             print_spreads(trials, len(splits[2]), settings.collection.target)
