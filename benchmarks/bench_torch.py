@@ -1,7 +1,7 @@
 """The PyTorch hourglass next to the Keras one: training seconds per window, inference real-time factor.
 
 Same configuration, same machine, same process, same synthetic data: for
-configurations/quickstart.jsonc (the band hourglass: fft_length 6144, 64-frame windows) and
+configurations/quickstart.jsonc (the band hourglass: fft_length 3072, 64-frame windows) and
 configurations/mini/mini-hourglass.jsonc (the seed's full-width network, stacks 6,
 256 filters, batch norm: 12.5 M parameters), each backend builds the configuration's hourglass
 with random weights (speed does not depend on what a network learned) and is timed on
