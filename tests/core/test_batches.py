@@ -251,11 +251,10 @@ def test_validation_songs_with_fewer_windows_than_a_batch_still_validate(tmp_pat
 
     register_gain_model()
     collection = write_seed_collection(tmp_path / "songs", songs=4, seconds=1.0)
-    configuration = write_configuration(tmp_path / "tiny.jsonc", collection, "gain-mask", epochs=1)
-    settings = json.loads(configuration.read_text().split("\n", 1)[1])
-    settings["collection"]["validation_ratio"] = 0.4
-    settings["training"]["batch_size"] = 12
-    configuration.write_text(json.dumps(settings))
+    base = write_configuration(tmp_path / "tiny.jsonc", collection, "gain-mask", epochs=1)
+    configuration = tmp_path / "one-validation-song.jsonc"
+    configuration.write_text(json.dumps({"base": base.name, "collection": {"validation_ratio": 0.4},
+                                         "training": {"batch_size": 12}}))
 
     data = prepare_training_data(load_configuration(configuration))
 
