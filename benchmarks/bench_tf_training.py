@@ -5,7 +5,10 @@ and configurations/splitstrument/guitar_full.jsonc (192 filters, 7.7 M), on synt
 windows: a few training steps (forward and backward, batch of --batch-size windows) after one
 untimed step that compiles the graph, then prediction. Also compares two ways of feeding the
 training step on a tiny hourglass: numpy batches straight into the compiled step (what
-`unmix.tf.model` does) against a `tf.data.Dataset.from_generator` pipeline with prefetch.
+`unmix.tf.model` does) against a `tf.data.Dataset.from_generator` pipeline with prefetch. And
+the training step of configurations/cpu/band-hourglass.jsonc (its batch of 16 windows of 1537 x 64)
+in float32 against `mixed_precision` on, which on a CPU with bfloat16 instructions (AVX512-BF16,
+AMX) computes in bfloat16 and elsewhere stays float32: the ratio says what such a CPU gains.
 
 Run: `python benchmarks/bench_tf_training.py [--steps 3] [--batch-size 2] [--skip-large]`.
 It prints one JSON object per measurement; the device (CPU or GPU name) is in each line.
@@ -21,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -145,6 +149,37 @@ def bench_feeding(steps: int, work_seconds: float, repeats: int = 2) -> dict:
     }
 
 
+def bench_precision(relative: str, steps: int, rounds: int = 2) -> dict:
+    """The configuration's training step in float32 and in mixed precision, alternating rounds, best of each."""
+    settings = load_configuration(CONFIGURATIONS / relative, environment={}).settings
+    shape = (settings.spectrogram_generation.fft_length // 2 + 1, settings.transformation.options.size,
+             settings.channels)
+    batch_size = settings.training.batch_size
+    model_settings = settings.training.model
+    mixed = attrs.evolve(settings, training=attrs.evolve(settings.training, model=attrs.evolve(
+        model_settings, options={**model_settings.options, "mixed_precision": True})))
+    models = {"float32": build(settings, shape), "mixed_precision": build(mixed, shape)}
+    best = dict.fromkeys(models, float("inf"))
+    for model in models.values():
+        model.train_epoch(half_gain_batches(1, batch_size, shape), 1, lambda step, running: None)
+    for _ in range(rounds):
+        for name, model in models.items():
+            started = time.perf_counter()
+            model.train_epoch(half_gain_batches(steps, batch_size, shape), steps, lambda step, running: None)
+            best[name] = min(best[name], (time.perf_counter() - started) / steps)
+    return {
+        "benchmark": "training_precision",
+        "configuration": relative,
+        "device": device(),
+        "mixed_precision_computes_in": models["mixed_precision"].precision,
+        "batch_size": batch_size,
+        "input_shape": list(shape),
+        "float32_seconds_per_step": round(best["float32"], 3),
+        "mixed_precision_seconds_per_step": round(best["mixed_precision"], 3),
+        "speedup": round(best["float32"] / best["mixed_precision"], 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per configuration")
@@ -152,6 +187,7 @@ def main() -> None:
     parser.add_argument("--predict-windows", type=int, default=8)
     parser.add_argument("--skip-large", action="store_true", help="only the feeding comparison")
     arguments = parser.parse_args()
+    print(json.dumps(bench_precision("cpu/band-hourglass.jsonc", steps=10)), flush=True)
     for work_seconds in (0.0, 0.01):
         print(json.dumps(bench_feeding(steps=100, work_seconds=work_seconds)), flush=True)
     if not arguments.skip_large:

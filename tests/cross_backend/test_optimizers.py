@@ -31,7 +31,7 @@ def test_each_backend_implements_exactly_the_tables_optimisers():
 
 @pytest.mark.parametrize("definition", OPTIMIZERS, ids=lambda definition: definition.name)
 def test_both_backends_build_the_optimiser_with_the_tables_settings(definition):
-    keras_config = tf_optimizers.make_optimizer(definition.name, 0.01, mixed_precision=False).get_config()
+    keras_config = tf_optimizers.make_optimizer(definition.name, 0.01, loss_scale=False).get_config()
     parameters = [torch.nn.Parameter(torch.zeros(1))]
     torch_defaults = torch_optimizers.make_optimizer(definition.name, 0.01, parameters).defaults
     assert keras_config["learning_rate"] == pytest.approx(torch_defaults["lr"])

@@ -26,6 +26,7 @@ from unmix.core.training.driver import train
 from unmix.onnx import metadata
 from unmix.onnx.export import export_run
 from unmix.testing import tiny_configuration, write_tiny_collection
+from unmix.tf import model as tf_model
 
 pytestmark = pytest.mark.slow
 torch.set_num_threads(1)
@@ -95,6 +96,29 @@ def test_an_exported_model_separates_as_its_framework_does(tmp_path, collection,
     # onnxruntime's scatter-adds race between threads on repeated indices (the mel-band model's overlapping
     # bands did: one call in ten off by up to 1.0 in the mask), so no exported graph may hold one.
     assert not [node.op_type for node in onnx.load(exported.path).graph.node if node.op_type.startswith("Scatter")]
+
+
+def test_a_keras_model_trained_in_mixed_precision_exports_a_float32_graph(tmp_path, collection, monkeypatch):
+    # bfloat16 whatever this CPU is: without the instructions oneDNN emulates it, slower but alike.
+    monkeypatch.setattr(tf_model, "cpu_has_bfloat16", lambda: True)
+    configuration = tiny_configuration(tmp_path, collection, backend="tensorflow", model="band-hourglass",
+                                       options={**BAND_HOURGLASS, "mixed_precision": True}, epochs=1)
+    run = train(configuration, working_directory=tmp_path).path
+    framework = create_engine(run)
+    assert framework.model.precision == "bfloat16, with float32 weights"
+
+    exported = export_run(run)
+
+    # The framework computes in bfloat16 (8 bits of mantissa), the graph in float32.
+    assert exported.largest_difference < 2e-2
+    graph = onnx.load(exported.path).graph
+    sixteen_bit = {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    assert not [tensor.name for tensor in graph.initializer if tensor.data_type in sixteen_bit]
+    assert not [node.name for node in graph.node if node.op_type == "Cast"
+                and any(attribute.name == "to" and attribute.i in sixteen_bit for attribute in node.attribute)]
+    mix = soundfile.read(next(collection.glob("song00/vocals_*.wav")), dtype="float32")[0].T
+    runtime_target, runtime_rest = separate(create_engine(exported.path), mix, 8000)
+    np.testing.assert_allclose(runtime_target + runtime_rest, mix, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

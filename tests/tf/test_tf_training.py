@@ -9,6 +9,7 @@ import tensorflow as tf
 from tests.tiny_models import INPUT_SHAPE, build, half_gain_batches, tiny_settings
 from unmix.core.config.schema import Optimizer
 from unmix.core.interfaces import SeparationModel
+from unmix.tf import model as tf_model
 from unmix.tf.losses import LOSSES
 
 
@@ -94,15 +95,28 @@ def test_mirrored_strategy_trains_on_one_cpu():
 
 
 @pytest.mark.slow
-def test_mixed_precision_trains_in_float16_on_a_cpu():
+def test_mixed_precision_trains_in_bfloat16_on_a_cpu_that_has_it(monkeypatch):
+    # Whether this CPU has the instructions decides speed, not results: oneDNN emulates bfloat16 elsewhere.
+    monkeypatch.setattr(tf_model, "cpu_has_bfloat16", lambda: True)
     model = build(tiny_settings(options={"stacks": 2, "hg_module": {"filters": 8}, "mixed_precision": True}))
-    assert model.network.layers[2].compute_dtype == "float16"
-    assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+    assert model.network.layers[2].compute_dtype == "bfloat16"
+    assert model.network.layers[2].variable_dtype == "float32"
+    assert type(model.optimizer).__name__ != "LossScaleOptimizer"
+    assert model.summary().endswith("Computes in: bfloat16, with float32 weights")
     metrics = model.train_epoch(half_gain_batches(3), 3, lambda step, running: None)
     assert np.isfinite(metrics["loss"])
     assert model.predict(next(half_gain_batches(1))[0]).dtype == np.float32
     # Mixed precision is per model: the next model built in this process computes in float32 again.
-    assert build(tiny_settings()).network.layers[2].compute_dtype == "float32"
+    plain = build(tiny_settings())
+    assert plain.network.layers[2].compute_dtype == "float32"
+    assert plain.summary().endswith("Computes in: float32")
+
+
+def test_mixed_precision_on_a_cpu_without_bfloat16_trains_in_float32_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(tf_model, "cpu_has_bfloat16", lambda: False)
+    model = build(tiny_settings(options={"stacks": 2, "hg_module": {"filters": 8}, "mixed_precision": True}))
+    assert model.network.layers[2].compute_dtype == "float32"
+    assert "this CPU has no bfloat16 instructions: the tensorflow backend trains in float32" in caplog.text
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """Keras' class for each optimiser `unmix.core.models.optimizers` declares, wrapped for loss scaling
-when training in mixed precision."""
+when training in float16."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
 }
 
 
-def make_optimizer(name: str, learning_rate: float, mixed_precision: bool) -> keras.optimizers.Optimizer:
-    """Float16 gradients underflow without loss scaling, so mixed precision gets Keras' dynamic loss scale."""
+def make_optimizer(name: str, learning_rate: float, loss_scale: bool) -> keras.optimizers.Optimizer:
+    """`loss_scale` for float16 training, whose gradients underflow without Keras' dynamic loss scale."""
     definition = find_optimizer(name)
     optimizer = OPTIMIZERS[definition.name](learning_rate=learning_rate, **definition.settings)
-    if mixed_precision:
+    if loss_scale:
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -64,7 +64,7 @@ class Option:
 
 MIXED_PRECISION = Option(
     "mixed_precision", False,
-    "compute in a 16-bit float type with float32 weights: float16 on a GPU, bfloat16 on a CPU that has it (torch)",
+    "compute in a 16-bit float type with float32 weights: float16 on a GPU, bfloat16 on a CPU that has it",
 )
 """The option every model has: the backend reads it, not the network."""
 
