@@ -105,7 +105,7 @@ def test_a_keras_model_trained_in_mixed_precision_exports_a_float32_graph(tmp_pa
                                        options={**BAND_HOURGLASS, "mixed_precision": True}, epochs=1)
     run = train(configuration, working_directory=tmp_path).path
     framework = create_engine(run)
-    assert framework.model.precision == "bfloat16, with float32 weights"
+    assert framework.model.precision == "bfloat16 on cpu, with float32 weights"
 
     exported = export_run(run)
 

@@ -102,14 +102,14 @@ def test_mixed_precision_trains_in_bfloat16_on_a_cpu_that_has_it(monkeypatch):
     assert model.network.layers[2].compute_dtype == "bfloat16"
     assert model.network.layers[2].variable_dtype == "float32"
     assert type(model.optimizer).__name__ != "LossScaleOptimizer"
-    assert model.summary().endswith("Computes in: bfloat16, with float32 weights")
+    assert model.summary().endswith("Computes in: bfloat16 on cpu, with float32 weights")
     metrics = model.train_epoch(half_gain_batches(3), 3, lambda step, running: None)
     assert np.isfinite(metrics["loss"])
     assert model.predict(next(half_gain_batches(1))[0]).dtype == np.float32
     # Mixed precision is per model: the next model built in this process computes in float32 again.
     plain = build(tiny_settings())
     assert plain.network.layers[2].compute_dtype == "float32"
-    assert plain.summary().endswith("Computes in: float32")
+    assert plain.summary().endswith("Computes in: float32 on cpu")
 
 
 def test_mixed_precision_on_a_cpu_without_bfloat16_trains_in_float32_and_says_so(monkeypatch, caplog):

@@ -163,9 +163,10 @@ class KerasSeparationModel:
     def precision(self) -> str:
         """What the layers compute in, for the run log (mixed precision depends on the machine)."""
         policy = self.network.dtype_policy
+        device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
         if policy.compute_dtype == policy.variable_dtype:
-            return policy.compute_dtype
-        return f"{policy.compute_dtype}, with {policy.variable_dtype} weights"
+            return f"{policy.compute_dtype} on {device}"
+        return f"{policy.compute_dtype} on {device}, with {policy.variable_dtype} weights"
 
     def train_epoch(self, batches: Iterable[Batch], steps: int, on_batch: Callable[[int, Metrics], None]) -> Metrics:
         """`on_batch(step, running means)` after every batch, step counting from 0 as Keras' callbacks do."""
