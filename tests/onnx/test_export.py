@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import soundfile
 import torch
@@ -150,6 +151,21 @@ def test_unmix_export_then_unmix_predict_model(tmp_path, collection, band_run):
     framework_vocals, _ = soundfile.read(tmp_path / "framework" / "mix_vocals.wav")
     assert rate == 8000 and onnx_vocals.shape == mix.shape
     assert level_db(onnx_vocals - framework_vocals, framework_vocals) < -60
+
+
+def test_separating_with_an_exported_model_opens_its_session_once(tmp_path, band_run, monkeypatch):
+    exported = export_run(band_run, tmp_path / "band.onnx").path
+    opened = []
+    real_session = onnxruntime.InferenceSession
+
+    def counting_session(path, *args, **kwargs):
+        opened.append(path)
+        return real_session(path, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", counting_session)
+    engine = create_engine(exported)
+    assert opened == [str(exported)]
+    assert engine.model.predict(np.zeros((1, *engine.model.input_shape), np.float32)).shape[0] == 1
 
 
 def test_export_refuses_to_overwrite_and_names_the_suffix(tmp_path, band_run):

@@ -25,15 +25,25 @@ from unmix.onnx.spectrogram import istft, stft
 
 
 class OnnxRuntime:
-    """What `register_runtimes` registers: reads .onnx files written by `unmix export`."""
+    """What `register_runtimes` registers: reads .onnx files written by `unmix export`.
+
+    Opening a session optimises the whole graph, and separating asks for a file's configuration just
+    before it loads the file: the session opened for the one is kept for the other.
+    """
 
     suffix = ".onnx"
 
+    def __init__(self) -> None:
+        self._opened: tuple[Path, Any] | None = None
+
     def read_configuration(self, path: Path) -> dict[str, Any]:
-        return json.loads(read_metadata(path, open_session(path))[metadata.CONFIGURATION])
+        session = open_session(path)
+        self._opened = (path, session)
+        return json.loads(read_metadata(path, session)[metadata.CONFIGURATION])
 
     def load(self, path: Path, settings: Configuration) -> OnnxModel:
-        session = open_session(path)
+        opened, self._opened = self._opened, None
+        session = opened[1] if opened is not None and opened[0] == path else open_session(path)
         return OnnxModel(path, session, read_metadata(path, session))
 
 
