@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from unmix.core.plugins import plugin_manager
 from unmix.serve.run_folders import MODEL_FILE, export_names, has_checkpoint, open_run, read_json, run_names
 from unmix.serve.safety import RequestError, checked_name, inside
 
@@ -50,8 +49,9 @@ class ModelChoice:
 
 def runtime_suffixes() -> tuple[str, ...]:
     """The model file suffixes that installed runtimes read (".onnx" with unmix-onnx)."""
-    suffixes = (getattr(registration.thing, "suffix", None) for registration in plugin_manager().registry("runtimes"))
-    return tuple(sorted({suffix for suffix in suffixes if isinstance(suffix, str) and suffix}))
+    from unmix.core.separation.prediction import runtimes_by_suffix
+
+    return tuple(sorted(runtimes_by_suffix()))
 
 
 def list_choices(root: Path) -> list[ModelChoice]:

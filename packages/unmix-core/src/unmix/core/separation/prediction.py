@@ -122,6 +122,17 @@ def weights_model_files(weights: str | Path, configuration: str | Path) -> Model
     return ModelFiles(load_configuration(configuration), weights)
 
 
+def runtimes_by_suffix() -> dict[str, Runtime]:
+    """The installed runtimes (`register_runtimes`) by the model file suffix each reads; the first
+    registered wins a suffix two plugins claim, as it does for any other name."""
+    runtimes: dict[str, Runtime] = {}
+    for registration in plugin_manager().registry("runtimes"):
+        suffix = getattr(registration.thing, "suffix", None)
+        if isinstance(suffix, str) and suffix:
+            runtimes.setdefault(suffix, registration.thing)
+    return runtimes
+
+
 def model_file_model_files(model_file: str | Path) -> ModelFiles:
     """An exported model file (`unmix export`) and the configuration it carries, for the runtime
     that a plugin registers for its suffix (`unmix-onnx` for .onnx)."""
@@ -129,10 +140,10 @@ def model_file_model_files(model_file: str | Path) -> ModelFiles:
     if not path.is_file():
         what = "is a folder (give a run folder with --run-folder)" if path.is_dir() else "does not exist"
         raise UnmixError(f"model file '{path}' {what}; give a file written by `unmix export`")
-    runtimes = [registration.thing for registration in plugin_manager().registry("runtimes")]
-    runtime = next((runtime for runtime in runtimes if getattr(runtime, "suffix", None) == path.suffix), None)
+    runtimes = runtimes_by_suffix()
+    runtime = runtimes.get(path.suffix)
     if runtime is None:
-        known = ", ".join(sorted(str(getattr(runtime, "suffix", "?")) for runtime in runtimes)) or "none"
+        known = ", ".join(sorted(runtimes)) or "none"
         hint = "pip install unmix-onnx" if path.suffix == ".onnx" else "export the run with `unmix export`"
         raise UnmixError(f"model file '{path}': no installed runtime reads {path.suffix or 'suffix-less'} files "
                          f"(installed runtimes read: {known}); {hint}")
@@ -144,10 +155,9 @@ def current_export(run: RunFolder, files: ModelFiles) -> Path | None:
     """The run's exported model file (`RunFolder.exported_model`) that an installed runtime reads and that
     is at least as new as the checkpoint it came from: `unmix predict` prefers it, since onnxruntime
     separates faster than either framework on a CPU (docs/models.md). A stale one is warned about."""
-    for registration in plugin_manager().registry("runtimes"):
-        suffix = getattr(registration.thing, "suffix", None)
-        exported = run.exported_model(suffix) if suffix else None
-        if exported is None or not exported.is_file():
+    for suffix in runtimes_by_suffix():
+        exported = run.exported_model(suffix)
+        if not exported.is_file():
             continue
         if exported.stat().st_mtime >= files.checkpoint.stat().st_mtime:
             return exported
