@@ -196,14 +196,10 @@ def separation_speed(engine: object, songs: list) -> float:
     return audio_seconds / (time.perf_counter() - start)
 
 
-def median(summary: dict, method: str, stem: str, metric: str) -> float:
+def over_songs(summary: dict, method: str, stem: str, metric: str, statistic: str = "median") -> float:
+    """A metric's median (or mean) over the test songs; nan where the method has no such score."""
     value = summary.get(method, {}).get(stem, {}).get(metric)
-    return math.nan if value is None else value.median
-
-
-def mean(summary: dict, method: str, stem: str, metric: str) -> float:
-    value = summary.get(method, {}).get(stem, {}).get(metric)
-    return math.nan if value is None else value.mean
+    return math.nan if value is None else getattr(value, statistic)
 
 
 def print_table(summary: dict, songs: int, target: str, trained: dict[str, str], speeds: dict[str, float]) -> None:
@@ -214,17 +210,17 @@ def print_table(summary: dict, songs: int, target: str, trained: dict[str, str],
     print(f"{'stem':<7}{'metric':<13}" + "".join(f"{method:>{width}}" for method in methods)
           + "".join(f"{'gap ' + str(number):>8}" for number in range(1, len(models) + 1)))
     for stem, metric in ROWS:
-        values = {method: median(summary, method, stem, metric) for method in methods}
+        values = {method: over_songs(summary, method, stem, metric) for method in methods}
         gaps = [fraction_of_gap(values[model], values["mixture"], values["oracle"]) for model in models]
         print(f"{stem:<7}{metric:<13}" + "".join(f"{values[method]:>{width}.2f}" for method in methods)
               + "".join(f"{100 * gap:>7.0f}%" if not math.isnan(gap) else f"{'':>8}" for gap in gaps))
-    print(f"{'target':<7}{'sdr, mean':<13}" + "".join(f"{mean(summary, method, 'target', 'sdr'):>{width}.2f}"
-                                                      for method in methods))
+    means = [over_songs(summary, method, "target", "sdr", "mean") for method in methods]
+    print(f"{'target':<7}{'sdr, mean':<13}" + "".join(f"{value:>{width}.2f}" for value in means))
     for number, model in enumerate(models, start=1):
         print(f"{number} {model}: {trained[model]}; separates {speeds[model]:.0f}x real time")
-    baseline = median(summary, BASELINE, "target", "sdr")
+    baseline = over_songs(summary, BASELINE, "target", "sdr")
     for model in models[:-1]:
-        better = median(summary, model, "target", "sdr") > baseline
+        better = over_songs(summary, model, "target", "sdr") > baseline
         faster = speeds[model] >= speeds[BASELINE]
         print(f"{model}: target sdr higher than Open-Unmix: {'yes' if better else 'NO'}; "
               f"separates at least as fast: {'yes' if faster else 'NO'}")
@@ -295,13 +291,14 @@ def print_spreads(trials: list[Trial], songs: int, target: str) -> None:
     print(f"{'stem':<7}{'metric':<13}{'mixture':>9}" + "".join(f"{model:>{width}}" for model in models)
           + f"{'oracle':>9}  verdicts")
     for stem, metric in ROWS:
-        floor, ceiling = (median(trials[0].summary, method, stem, metric) for method in ("mixture", "oracle"))
-        spreads = {model: Spread.of([median(trial.summary, model, stem, metric) for trial in trials])
+        floor, ceiling = (over_songs(trials[0].summary, method, stem, metric) for method in ("mixture", "oracle"))
+        spreads = {model: Spread.of([over_songs(trial.summary, model, stem, metric) for trial in trials])
                    for model in models}
         verdicts = ", ".join(comparison(spreads[model], spreads[BASELINE]) for model in models[:-1])
         print(f"{stem:<7}{metric:<13}{floor:>9.2f}" + "".join(f"{spreads[model]!s:>{width}}" for model in models)
               + f"{ceiling:>9.2f}  {verdicts}")
-    means = {model: Spread.of([mean(trial.summary, model, "target", "sdr") for trial in trials]) for model in models}
+    means = {model: Spread.of([over_songs(trial.summary, model, "target", "sdr", "mean") for trial in trials])
+             for model in models}
     print(f"{'target':<7}{'sdr, mean':<13}{'':>9}" + "".join(f"{means[model]!s:>{width}}" for model in models))
     for model in models:
         print(f"{model}: separates {Spread.of([trial.speeds[model] for trial in trials])}x real time")

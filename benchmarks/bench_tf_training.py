@@ -73,10 +73,16 @@ def build(settings: Configuration, shape: tuple[int, int, int]):
     return plugin_manager().get("models", key)(settings, shape)
 
 
-def bench_configuration(relative: str, steps: int, batch_size: int, predict_windows: int) -> dict:
+def shipped_configuration(relative: str) -> tuple[Configuration, tuple[int, int, int]]:
+    """A configuration under configurations/ and the (bins, frames, channels) window its model takes."""
     settings = load_configuration(CONFIGURATIONS / relative, environment={}).settings
     shape = (settings.spectrogram_generation.fft_length // 2 + 1, settings.transformation.options.size,
              settings.channels)
+    return settings, shape
+
+
+def bench_configuration(relative: str, steps: int, batch_size: int, predict_windows: int) -> dict:
+    settings, shape = shipped_configuration(relative)
     started = time.perf_counter()
     model = build(settings, shape)
     build_seconds = time.perf_counter() - started
@@ -151,9 +157,7 @@ def bench_feeding(steps: int, work_seconds: float, repeats: int = 2) -> dict:
 
 def bench_precision(relative: str, steps: int, rounds: int = 2) -> dict:
     """The configuration's training step in float32 and in mixed precision, alternating rounds, best of each."""
-    settings = load_configuration(CONFIGURATIONS / relative, environment={}).settings
-    shape = (settings.spectrogram_generation.fft_length // 2 + 1, settings.transformation.options.size,
-             settings.channels)
+    settings, shape = shipped_configuration(relative)
     batch_size = settings.training.batch_size
     model_settings = settings.training.model
     mixed = attrs.evolve(settings, training=attrs.evolve(settings.training, model=attrs.evolve(

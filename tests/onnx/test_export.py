@@ -197,7 +197,8 @@ def foreign_onnx_model(path: Path) -> Path:
     (lambda folder: folder, ["is a folder", "--run-folder"]),
     (lambda folder: write_text(folder / "notes.onnx", "not a graph"), ["notes.onnx", "not an ONNX model"]),
     (lambda folder: foreign_onnx_model(folder / "identity.onnx"), ["identity.onnx", "unmix did not export"]),
-    (lambda folder: write_text(folder / "weights.pt", "x"), ["weights.pt", "no installed runtime reads .pt", "read: .onnx"]),
+    (lambda folder: write_text(folder / "weights.pt", "x"),
+     ["weights.pt", "no installed runtime reads .pt", "read: .onnx"]),
 ])
 def test_predict_model_refuses_what_is_not_an_exported_model(tmp_path, make_file, fragments):
     song = tmp_path / "song.wav"
