@@ -123,8 +123,8 @@ def weights_model_files(weights: str | Path, configuration: str | Path) -> Model
 
 
 def runtimes_by_suffix() -> dict[str, Runtime]:
-    """The installed runtimes (`register_runtimes`) by the model file suffix each reads; the first
-    registered wins a suffix two plugins claim, as it does for any other name."""
+    """The installed runtimes (`register_runtimes`) by the model file suffix each reads; of two that read
+    one suffix, the one whose registered name sorts first."""
     runtimes: dict[str, Runtime] = {}
     for registration in plugin_manager().registry("runtimes"):
         suffix = getattr(registration.thing, "suffix", None)
